@@ -1,0 +1,3 @@
+module github.com/artificialstudio/webhook-dispatcher
+
+go 1.26.8
