@@ -1,0 +1,567 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/artificialstudio/webhook-dispatcher/payload"
+	"github.com/artificialstudio/webhook-dispatcher/urlguard"
+)
+
+// Request size limits.
+const (
+	MaxRequestBytes = 64 << 10
+	MaxBatchBytes   = 1 << 20
+	MaxBatchItems   = 500
+	// batchParallelism bounds the concurrent enqueues of one batch request.
+	batchParallelism = 16
+)
+
+// Results counted by EnqueueRecorder.Enqueued.
+const (
+	ResultAccepted    = "accepted"
+	ResultDuplicate   = "duplicate"
+	ResultInvalid     = "invalid"
+	ResultRefused     = "refused"
+	ResultUnavailable = "unavailable"
+)
+
+// EnqueueRecorder receives the API's measurements; *metrics.Metrics satisfies it.
+type EnqueueRecorder interface {
+	Enqueued(result string)
+	ObserveBatch(size int)
+	Redelivered(n int)
+}
+
+// API serves the enqueue and operator API. Service and Token are required;
+// nil Guard means the default policy, nil Log discards, nil Metrics skips,
+// nil Monitoring leaves /monitoring/ unrouted.
+type API struct {
+	Service    *Service
+	Guard      *urlguard.Guard
+	Token      string
+	Log        *slog.Logger
+	Metrics    EnqueueRecorder
+	Monitoring http.Handler // asynqmon, served under /monitoring/ behind basic auth
+}
+
+// DeliveryRequest is the body of POST /v1/deliveries and one batch item.
+type DeliveryRequest struct {
+	Webhook    string              `json:"webhook"`
+	Generation *payload.Generation `json:"generation"`
+}
+
+// Handler returns the API's routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	v1 := func(pattern string, m methods) { mux.Handle(pattern, a.authenticated(m)) }
+	v1("/v1/deliveries", methods{http.MethodPost: a.createDelivery, http.MethodGet: a.listDeliveries})
+	v1("/v1/deliveries/batch", methods{http.MethodPost: a.createBatch})
+	v1("/v1/deliveries/redeliver", methods{http.MethodPost: a.redeliverBulk})
+	v1("/v1/deliveries/{id}", methods{http.MethodGet: a.getDelivery})
+	v1("/v1/deliveries/{id}/redeliver", methods{http.MethodPost: a.redeliverOne})
+	v1("/v1/webhooks/check", methods{http.MethodPost: a.checkWebhook})
+	mux.Handle("/healthz", methods{http.MethodGet: Healthz})
+	mux.Handle("/readyz", methods{http.MethodGet: Readyz(a.Service.Ping)})
+	if a.Monitoring != nil {
+		mux.Handle("/monitoring/", a.basicAuth(readOnly(a.Monitoring)))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.URL.Path)
+	})
+	return mux
+}
+
+// Healthz answers 200 while the process runs.
+func Healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Readyz answers 200 when ping succeeds within a second, else 503.
+func Readyz(ping func(context.Context) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if err := ping(ctx); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "redis_unavailable", "redis is not reachable")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
+// methods routes by HTTP method and answers others with a JSON 405.
+type methods map[string]http.HandlerFunc
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h, ok := m[r.Method]; ok {
+		h(w, r)
+		return
+	}
+	if r.Method == http.MethodHead {
+		if h, ok := m[http.MethodGet]; ok {
+			h(w, r)
+			return
+		}
+	}
+	allowed := make([]string, 0, len(m))
+	for k := range m {
+		allowed = append(allowed, k)
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here")
+}
+
+func (a *API) tokenMatches(got string) bool {
+	if a.Token == "" {
+		return false
+	}
+	// Hashing first makes the comparison constant-time in the length too.
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(a.Token))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}
+
+func (a *API) authenticated(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || !a.tokenMatches(strings.TrimSpace(token)) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="webhook-dispatcher"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// basicAuth lets a browser in with the API token as the password (any user).
+func (a *API) basicAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, pass, ok := r.BasicAuth()
+		if !ok || !a.tokenMatches(pass) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="webhook-dispatcher monitoring", charset="UTF-8"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "monitoring needs the API token as the basic-auth password")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readOnly refuses writes to the monitoring UI's API (asynqmon's ReadOnly
+// option hides the buttons; this holds the line on the server too).
+func readOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeError(w, http.StatusForbidden, "read_only", "monitoring is read-only")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// apiError is an error answer: status, a stable code and a message.
+type apiError struct {
+	Status  int                  `json:"-"`
+	Code    string               `json:"code"`
+	Message string               `json:"error"`
+	Fields  []payload.FieldError `json:"fields,omitempty"`
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, &apiError{Status: status, Code: code, Message: msg})
+}
+
+func writeAPIError(w http.ResponseWriter, e *apiError) { writeJSON(w, e.Status, e) }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// readBody enforces the JSON content type and the size limit.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *apiError) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "Content-Type must be application/json"}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("request body over %d bytes", limit)}
+		}
+		return nil, &apiError{Status: http.StatusBadRequest, Code: "bad_body", Message: "cannot read request body"}
+	}
+	return body, nil
+}
+
+func malformed(err error) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Code: "malformed", Message: err.Error()}
+}
+
+// prepare validates one request and fixes its body bytes; nothing touches Redis.
+func (a *API) prepare(req DeliveryRequest) (Delivery, *apiError) {
+	if req.Generation == nil {
+		return Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_generation", Message: "generation is required",
+			Fields: []payload.FieldError{{Field: "generation", Reason: "is required"}}}
+	}
+	g, err := payload.Normalize(*req.Generation)
+	if err != nil {
+		e := &apiError{Status: http.StatusBadRequest, Code: "invalid_generation", Message: err.Error()}
+		var ve *payload.ValidationError
+		if errors.As(err, &ve) {
+			e.Fields = ve.Fields
+		}
+		return Delivery{}, e
+	}
+	if req.Webhook == "" {
+		return Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_webhook", Message: "webhook is required",
+			Fields: []payload.FieldError{{Field: "webhook", Reason: "is required"}}}
+	}
+	if err := a.Guard.CheckURL(req.Webhook); err != nil {
+		return Delivery{}, &apiError{Status: http.StatusUnprocessableEntity, Code: "webhook_refused", Message: err.Error()}
+	}
+	body, err := payload.Encode(g)
+	if err != nil {
+		return Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_generation", Message: err.Error()}
+	}
+	return Delivery{ID: g.ID, Webhook: req.Webhook, Body: body}, nil
+}
+
+// enqueue stores d and maps the outcome to an answer status.
+func (a *API) enqueue(ctx context.Context, d Delivery) (int, *apiError) {
+	err := a.Service.Enqueue(ctx, d)
+	switch {
+	case err == nil:
+		a.count(ResultAccepted)
+		return http.StatusAccepted, nil
+	case errors.Is(err, ErrDuplicate):
+		a.count(ResultDuplicate)
+		return http.StatusConflict, &apiError{Status: http.StatusConflict, Code: "duplicate", Message: "a delivery for generation " + d.ID + " already exists"}
+	default:
+		a.count(ResultUnavailable)
+		a.log().Warn("enqueue failed", keyDeliveryID, d.ID, "error", err)
+		return http.StatusServiceUnavailable, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "queue unavailable, nothing was stored; retry later"}
+	}
+}
+
+type acceptedResponse struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}
+
+func (a *API) createDelivery(w http.ResponseWriter, r *http.Request) {
+	body, e := readBody(w, r, MaxRequestBytes)
+	if e != nil {
+		a.count(ResultInvalid)
+		writeAPIError(w, e)
+		return
+	}
+	var req DeliveryRequest
+	if err := decodeStrict(body, &req); err != nil {
+		a.count(ResultInvalid)
+		writeAPIError(w, malformed(err))
+		return
+	}
+	d, e := a.prepare(req)
+	if e != nil {
+		a.countRefusal(e)
+		writeAPIError(w, e)
+		return
+	}
+	status, e := a.enqueue(r.Context(), d)
+	if e != nil {
+		writeAPIError(w, e)
+		return
+	}
+	w.Header().Set("Location", "/v1/deliveries/"+d.ID)
+	writeJSON(w, status, acceptedResponse{ID: d.ID, State: StatePending})
+}
+
+// BatchResult is one item's answer in a batch, in request order.
+type BatchResult struct {
+	ID     string               `json:"id,omitempty"`
+	Status int                  `json:"status"`
+	State  string               `json:"state,omitempty"`
+	Error  string               `json:"error,omitempty"`
+	Code   string               `json:"code,omitempty"`
+	Fields []payload.FieldError `json:"fields,omitempty"`
+}
+
+func (a *API) createBatch(w http.ResponseWriter, r *http.Request) {
+	body, e := readBody(w, r, MaxBatchBytes)
+	if e != nil {
+		writeAPIError(w, e)
+		return
+	}
+	var req struct {
+		Deliveries []json.RawMessage `json:"deliveries"`
+	}
+	// Items are checked one by one below, so that one bad item (a duplicate
+	// key, say) never blocks the others; the envelope only needs to parse.
+	if err := decodeEnvelope(body, &req); err != nil {
+		writeAPIError(w, malformed(err))
+		return
+	}
+	if len(req.Deliveries) == 0 {
+		writeError(w, http.StatusBadRequest, "empty_batch", "deliveries must hold at least one item")
+		return
+	}
+	if len(req.Deliveries) > MaxBatchItems {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_many_items", fmt.Sprintf("at most %d deliveries per batch, got %d", MaxBatchItems, len(req.Deliveries)))
+		return
+	}
+	if a.Metrics != nil {
+		a.Metrics.ObserveBatch(len(req.Deliveries))
+	}
+	results := a.enqueueBatch(r.Context(), req.Deliveries)
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+}
+
+// enqueueBatch validates every item, then enqueues the valid ones with bounded
+// concurrency. Once Redis fails, items not yet sent are answered 503 without
+// trying, so the caller resends exactly those.
+func (a *API) enqueueBatch(ctx context.Context, items []json.RawMessage) []BatchResult {
+	results := make([]BatchResult, len(items))
+	deliveries := make([]Delivery, len(items))
+	todo := make([]int, 0, len(items))
+	seen := make(map[string]struct{}, len(items))
+	for i, raw := range items {
+		var req DeliveryRequest
+		if err := decodeStrict(raw, &req); err != nil {
+			a.count(ResultInvalid)
+			results[i] = resultFromError(malformed(err))
+			continue
+		}
+		d, e := a.prepare(req)
+		if e != nil {
+			a.countRefusal(e)
+			results[i] = resultFromError(e)
+			if req.Generation != nil {
+				results[i].ID = req.Generation.ID
+			}
+			continue
+		}
+		if _, dup := seen[d.ID]; dup {
+			a.count(ResultDuplicate)
+			results[i] = BatchResult{ID: d.ID, Status: http.StatusConflict, Code: "duplicate", Error: "generation " + d.ID + " appears earlier in this batch"}
+			continue
+		}
+		seen[d.ID] = struct{}{}
+		deliveries[i] = d
+		todo = append(todo, i)
+	}
+
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		broken bool
+		next   = make(chan int)
+	)
+	workers := min(batchParallelism, len(todo))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				d := deliveries[i]
+				mu.Lock()
+				skip := broken
+				mu.Unlock()
+				if skip {
+					a.count(ResultUnavailable)
+					results[i] = BatchResult{ID: d.ID, Status: http.StatusServiceUnavailable, Code: "unavailable", Error: "queue unavailable, not stored; resend this item"}
+					continue
+				}
+				status, e := a.enqueue(ctx, d)
+				if e != nil {
+					results[i] = resultFromError(e)
+					results[i].ID = d.ID
+					if status == http.StatusServiceUnavailable {
+						mu.Lock()
+						broken = true
+						mu.Unlock()
+					}
+					continue
+				}
+				results[i] = BatchResult{ID: d.ID, Status: status, State: StatePending}
+			}
+		}()
+	}
+	for _, i := range todo {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return results
+}
+
+func resultFromError(e *apiError) BatchResult {
+	return BatchResult{Status: e.Status, Code: e.Code, Error: e.Message, Fields: e.Fields}
+}
+
+func (a *API) getDelivery(w http.ResponseWriter, r *http.Request) {
+	st, err := a.Service.Status(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.writeServiceError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if state := q.Get("state"); state != StateFailed {
+		writeError(w, http.StatusBadRequest, "bad_state", "state must be \"failed\" (the only listing supported)")
+		return
+	}
+	limit := 50
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "bad_limit", "limit must be a number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	list, next, err := a.Service.ListFailed(r.Context(), q.Get("cursor"), limit)
+	if err != nil {
+		if errors.Is(err, ErrBadCursor) {
+			writeError(w, http.StatusBadRequest, "bad_cursor", err.Error())
+			return
+		}
+		a.writeServiceError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deliveries": list, "nextCursor": next})
+}
+
+func (a *API) redeliverOne(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.Service.Redeliver(r.Context(), id); err != nil {
+		a.writeServiceError(w, err)
+		return
+	}
+	if a.Metrics != nil {
+		a.Metrics.Redelivered(1)
+	}
+	a.log().Info("redelivery queued", keyDeliveryID, id)
+	writeJSON(w, http.StatusAccepted, acceptedResponse{ID: id, State: StatePending})
+}
+
+func (a *API) redeliverBulk(w http.ResponseWriter, r *http.Request) {
+	body, e := readBody(w, r, MaxRequestBytes)
+	if e != nil {
+		writeAPIError(w, e)
+		return
+	}
+	var req struct {
+		State string `json:"state"`
+		Since string `json:"since"`
+	}
+	if err := decodeStrict(body, &req); err != nil {
+		writeAPIError(w, malformed(err))
+		return
+	}
+	if req.State != StateFailed {
+		writeError(w, http.StatusBadRequest, "bad_state", "state must be \"failed\"")
+		return
+	}
+	var since time.Time
+	if req.Since != "" {
+		t, err := time.Parse(time.RFC3339Nano, req.Since)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_since", "since must be an RFC 3339 time such as 2024-01-15T00:00:00Z")
+			return
+		}
+		since = t
+	}
+	n, err := a.Service.RedeliverFailedSince(r.Context(), since)
+	if a.Metrics != nil && n > 0 {
+		a.Metrics.Redelivered(n)
+	}
+	if err != nil {
+		a.log().Warn("bulk redelivery stopped", "queued", n, "error", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"queued": n, "error": "stopped early: queue unavailable; run again to continue", "code": "unavailable"})
+		return
+	}
+	a.log().Info("bulk redelivery queued", "queued", n)
+	writeJSON(w, http.StatusOK, map[string]any{"queued": n})
+}
+
+func (a *API) checkWebhook(w http.ResponseWriter, r *http.Request) {
+	body, e := readBody(w, r, MaxRequestBytes)
+	if e != nil {
+		writeAPIError(w, e)
+		return
+	}
+	var req struct {
+		URL *string `json:"url"`
+	}
+	if err := decodeStrict(body, &req); err != nil {
+		writeAPIError(w, malformed(err))
+		return
+	}
+	if req.URL == nil {
+		writeError(w, http.StatusBadRequest, "malformed", "url is required")
+		return
+	}
+	if err := a.Guard.CheckURL(*req.URL); err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"ok": false, "reason": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+func (a *API) writeServiceError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no such delivery")
+	case errors.Is(err, ErrInProgress):
+		writeError(w, http.StatusConflict, "in_progress", "the delivery is still pending or retrying")
+	case errors.Is(err, ErrDuplicate):
+		writeError(w, http.StatusConflict, "duplicate", "a delivery with this id is already queued")
+	default:
+		a.log().Warn("request failed", "error", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "queue unavailable; retry later")
+	}
+}
+
+func (a *API) count(result string) {
+	if a.Metrics != nil {
+		a.Metrics.Enqueued(result)
+	}
+}
+
+func (a *API) countRefusal(e *apiError) {
+	if e.Status == http.StatusUnprocessableEntity {
+		a.count(ResultRefused)
+	} else {
+		a.count(ResultInvalid)
+	}
+}
+
+func (a *API) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Log
+}
