@@ -1,0 +1,229 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/artificialstudio/webhook-dispatcher/schedule"
+	"github.com/artificialstudio/webhook-dispatcher/urlguard"
+)
+
+func TestDecodeStrict(t *testing.T) {
+	type req struct {
+		A string         `json:"a"`
+		B map[string]any `json:"b"`
+	}
+	tests := []struct {
+		name, body, wantErr string
+	}{
+		{"ok", `{"a":"x","b":{"c":[1,{"d":2}]}}`, ""},
+		{"duplicate key", `{"a":"x","a":"y"}`, "duplicate key"},
+		{"nested duplicate", `{"a":"x","b":{"c":1,"c":2}}`, "duplicate key"},
+		{"same key in sibling objects", `{"b":{"c":{"k":1},"d":{"k":2}}}`, ""},
+		{"unknown field", `{"z":1}`, "unknown field"},
+		{"wrong type", `{"a":5}`, "a must be a string"},
+		{"huge number", `{"a":1e999999}`, "a must be a string"},
+		{"truncated", `{"a":"x"`, "unexpected end"},
+		{"trailing data", `{"a":"x"} {}`, "after the JSON value"},
+		{"invalid UTF-8", "{\"a\":\"\xff\"}", "UTF-8"},
+		{"deep", strings.Repeat(`{"b":`, 40) + "1" + strings.Repeat("}", 40), "deeper than"},
+		{"empty", ``, "unexpected end"},
+		{"not an object", `[]`, "must be an object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var v req
+			err := decodeStrict([]byte(tt.body), &v)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("decodeStrict = %v", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("decodeStrict = %v, want malformed mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestTaskRoundTripKeepsBytes(t *testing.T) {
+	body := []byte(`{"id":"x","output":"https://a.example/?q=<b>&c=\u2028"}`)
+	raw, err := encodeTask(Delivery{ID: "x", Webhook: "https://a.example/h", EnqueuedAt: time.Unix(1, 0), Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := decodeTask(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(d.Body) != string(body) {
+		t.Errorf("body changed in the task:\n%s\n%s", d.Body, body)
+	}
+	if _, err := decodeTask([]byte(`{"id":"x"}`)); !errors.Is(err, ErrBadTask) {
+		t.Errorf("decodeTask(incomplete) = %v, want ErrBadTask", err)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("dial: %w", urlguard.ErrForbidden), OutcomeBlocked},
+		{&net.DNSError{Err: "no such host", Name: "x.example", IsNotFound: true}, OutcomeDNS},
+		{&net.DNSError{Err: "timeout", Name: "x.example", IsTimeout: true}, OutcomeDNS},
+		{context.DeadlineExceeded, OutcomeTimeout},
+		{&net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}, OutcomeTimeout},
+		{&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, OutcomeTLS},
+		{x509.CertificateInvalidError{Reason: x509.Expired}, OutcomeTLS},
+		{tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, OutcomeTLS},
+		{tls.AlertError(40), OutcomeTLS},
+		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, OutcomeConnect},
+		{errors.New("connection reset by peer"), OutcomeConnect},
+	}
+	for _, tt := range tests {
+		if got := Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestRetryDelayAndIsFailure(t *testing.T) {
+	f := RetryDelay(schedule.Production)
+	for n := range schedule.Steps {
+		want, _ := schedule.Delay(n)
+		if got := f(n, errors.New("500"), nil); got != want {
+			t.Errorf("RetryDelay(%d) = %s, want %s", n, got, want)
+		}
+	}
+	deferred := fmt.Errorf("deliver x: %w", ErrDeferred)
+	if got := f(3, deferred, nil); got != DeferDelay {
+		t.Errorf("RetryDelay(deferred) = %s, want %s", got, DeferDelay)
+	}
+	if IsFailure(deferred) || !IsFailure(errors.New("500")) {
+		t.Error("IsFailure: a deferral must not spend an attempt; anything else must")
+	}
+}
+
+func TestHostLimiter(t *testing.T) {
+	l := NewHostLimiter(2)
+	r1, ok1 := l.TryAcquire("a")
+	r2, ok2 := l.TryAcquire("a")
+	_, ok3 := l.TryAcquire("a")
+	rb, okb := l.TryAcquire("b")
+	if !ok1 || !ok2 || ok3 || !okb {
+		t.Fatalf("TryAcquire = %v %v %v %v, want true true false true", ok1, ok2, ok3, okb)
+	}
+	if l.InUse("a") != 2 {
+		t.Errorf("InUse(a) = %d", l.InUse("a"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := l.Acquire(ctx, "a"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Acquire on a full host = %v, want deadline", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r, err := l.Acquire(context.Background(), "a")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		r()
+	}()
+	r1()
+	r1() // release is idempotent
+	wg.Wait()
+	r2()
+	rb()
+	if len(l.hosts) != 0 {
+		t.Errorf("limiter keeps %d idle hosts, want 0", len(l.hosts))
+	}
+	var none *HostLimiter
+	if r, ok := none.TryAcquire("a"); !ok {
+		t.Error("nil limiter refused")
+	} else {
+		r()
+	}
+	if NewHostLimiter(0) != nil {
+		t.Error("NewHostLimiter(0) should impose no cap")
+	}
+}
+
+func TestStoreListFailedPages(t *testing.T) {
+	s := newTestStore(t)
+	ctx := context.Background()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// Seven records, three sharing one millisecond: pages must neither skip nor repeat.
+	for i, ms := range []int{1, 2, 2, 2, 3, 4, 5} {
+		r := FailedRecord{Delivery: Delivery{ID: fmt.Sprintf("f%d", i), Webhook: "https://a.example/", Body: []byte(`{}`)},
+			FailedAt: base.Add(time.Duration(ms) * time.Millisecond)}
+		if err := s.MarkFailed(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	cursor := ""
+	for page := 0; page < 10; page++ {
+		recs, next, err := s.ListFailed(ctx, cursor, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			got = append(got, r.ID)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if want := "f6,f5,f4,f3,f2,f1,f0"; strings.Join(got, ",") != want {
+		t.Errorf("pages = %s, want %s", strings.Join(got, ","), want)
+	}
+	if _, _, err := s.ListFailed(ctx, "garbage", 2); !errors.Is(err, ErrBadCursor) {
+		t.Errorf("bad cursor: %v", err)
+	}
+	ids, err := s.FailedSince(ctx, base.Add(3*time.Millisecond))
+	if err != nil || strings.Join(ids, ",") != "f4,f5,f6" {
+		t.Errorf("FailedSince = %v, %v", ids, err)
+	}
+	if err := s.ClearFailed(ctx, "f4"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.CountFailed(ctx); n != 6 {
+		t.Errorf("CountFailed after clear = %d, want 6", n)
+	}
+}
+
+func TestAttemptLogBounded(t *testing.T) {
+	s := newTestStore(t)
+	ctx := context.Background()
+	for i := 1; i <= MaxLoggedAttempts+7; i++ {
+		if err := s.AppendAttempt(ctx, "b", Attempt{Attempt: i, Outcome: OutcomeTimeout}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.Attempts(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != MaxLoggedAttempts || all[0].Attempt != 8 {
+		t.Errorf("log holds %d entries from attempt %d, want %d from 8", len(all), all[0].Attempt, MaxLoggedAttempts)
+	}
+	last, ok, err := s.LastAttempt(ctx, "b")
+	if err != nil || !ok || last.Attempt != MaxLoggedAttempts+7 {
+		t.Errorf("LastAttempt = %+v %v %v", last, ok, err)
+	}
+}
