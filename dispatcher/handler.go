@@ -131,19 +131,9 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 
 	host := destination(d.Webhook)
-	release, ok := h.Limiter.TryAcquire(host)
-	if !ok {
-		if !final {
-			if h.Metrics != nil {
-				h.Metrics.Deferred()
-			}
-			return fmt.Errorf("deliver %s: %w", d.ID, ErrDeferred)
-		}
-		// asynq archives a task that errors on its last attempt, deferral or
-		// not, so the last attempt waits for its slot instead.
-		if release, err = h.Limiter.Acquire(ctx, host); err != nil {
-			return err
-		}
+	release, err := h.acquire(ctx, d.ID, host, final)
+	if err != nil {
+		return err
 	}
 	defer release()
 
@@ -152,6 +142,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		defer h.Metrics.InFlight(-1)
 	}
 	a, err := h.attempt(ctx, d)
+	h.Limiter.Observe(host, a.EndedAt.Sub(a.StartedAt))
 	if err != nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
 		// Shutdown: asynq puts the task back without spending an attempt, so
 		// this one is not logged as failed either.
@@ -172,6 +163,40 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	return err
 }
+
+// acquire takes one of the destination's slots. When they are all taken it
+// waits briefly if the destination answers fast (a slot frees up soon), and
+// otherwise defers the task without spending an attempt. The last attempt
+// cannot be deferred (asynq archives a task that errors on its last attempt,
+// deferral or not), so it waits for its slot.
+func (h *Handler) acquire(ctx context.Context, id, host string, final bool) (func(), error) {
+	if release, ok := h.Limiter.TryAcquire(host); ok {
+		return release, nil
+	}
+	if final {
+		return h.Limiter.Acquire(ctx, host)
+	}
+	if wait := h.Limiter.WorthWaiting(host, slotWaitBudget); wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		release, err := h.Limiter.Acquire(wctx, host)
+		cancel()
+		if err == nil {
+			return release, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	if h.Metrics != nil {
+		h.Metrics.Deferred()
+	}
+	h.log().DebugContext(ctx, "destination busy; attempt deferred", keyDeliveryID, id, keyHost, destinationHost(host))
+	return nil, fmt.Errorf("deliver %s: %w", id, ErrDeferred)
+}
+
+// slotWaitBudget is the longest a task waits in a worker slot for a busy
+// destination's slot before it is deferred instead.
+const slotWaitBudget = 250 * time.Millisecond
 
 // waitForNominalTime holds back a retry that asynq handed over early: its due
 // time is stored in whole seconds, so without this a 5 s retry starts after

@@ -3,12 +3,16 @@ package dispatcher
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // HostLimiter caps concurrent attempts per destination (scheme, host and port)
 // within one worker process, so one customer's slow or dead endpoint can hold
 // at most max of the worker's slots and everyone else's webhooks keep flowing.
-// A nil *HostLimiter imposes no cap.
+//
+// It also remembers how long each destination's recent attempts took, so that
+// a busy but healthy destination is worth a short wait for a slot while a dead
+// one (attempts ending in the timeout) is not. A nil *HostLimiter imposes no cap.
 type HostLimiter struct {
 	max   int
 	mu    sync.Mutex
@@ -16,9 +20,15 @@ type HostLimiter struct {
 }
 
 type hostSlots struct {
-	sem  chan struct{}
-	refs int // holders and waiters; the entry is dropped at zero
+	sem     chan struct{}
+	waiters int           // callers blocked in Acquire
+	avg     time.Duration // moving average of attempt durations; 0 before the first
+	created time.Time
 }
+
+// idleSweepAt is the number of remembered destinations above which idle ones
+// are forgotten, bounding memory on a worker that sees many customers.
+const idleSweepAt = 4096
 
 // NewHostLimiter returns a limiter allowing max concurrent attempts per
 // destination; max <= 0 returns nil (no cap).
@@ -37,25 +47,21 @@ func (l *HostLimiter) Max() int {
 	return l.max
 }
 
-func (l *HostLimiter) ref(host string) *hostSlots {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// slots returns host's entry; the caller holds l.mu.
+func (l *HostLimiter) slots(host string) *hostSlots {
 	s := l.hosts[host]
 	if s == nil {
-		s = &hostSlots{sem: make(chan struct{}, l.max)}
+		if len(l.hosts) >= idleSweepAt {
+			for h, e := range l.hosts {
+				if len(e.sem) == 0 && e.waiters == 0 {
+					delete(l.hosts, h)
+				}
+			}
+		}
+		s = &hostSlots{sem: make(chan struct{}, l.max), created: time.Now()}
 		l.hosts[host] = s
 	}
-	s.refs++
 	return s
-}
-
-func (l *HostLimiter) unref(host string, s *hostSlots) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s.refs--
-	if s.refs == 0 {
-		delete(l.hosts, host)
-	}
 }
 
 // TryAcquire takes a slot for host without waiting; ok is false when all of
@@ -64,12 +70,13 @@ func (l *HostLimiter) TryAcquire(host string) (release func(), ok bool) {
 	if l == nil {
 		return func() {}, true
 	}
-	s := l.ref(host)
+	l.mu.Lock()
+	s := l.slots(host)
+	l.mu.Unlock()
 	select {
 	case s.sem <- struct{}{}:
-		return l.releaser(host, s), true
+		return releaser(s), true
 	default:
-		l.unref(host, s)
 		return nil, false
 	}
 }
@@ -79,13 +86,60 @@ func (l *HostLimiter) Acquire(ctx context.Context, host string) (release func(),
 	if l == nil {
 		return func() {}, nil
 	}
-	s := l.ref(host)
+	l.mu.Lock()
+	s := l.slots(host)
+	s.waiters++
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		s.waiters--
+		l.mu.Unlock()
+	}()
 	select {
 	case s.sem <- struct{}{}:
-		return l.releaser(host, s), nil
+		return releaser(s), nil
 	case <-ctx.Done():
-		l.unref(host, s)
 		return nil, ctx.Err()
+	}
+}
+
+// WorthWaiting returns how long to wait for one of host's slots, at most
+// budget: budget when the host's recent attempts finish fast enough for a slot
+// to free up within it, and 0 (do not wait) when they do not. Before any
+// attempt to the host has finished, a new host is given the benefit of the
+// doubt until budget has passed since its first attempt began.
+func (l *HostLimiter) WorthWaiting(host string, budget time.Duration) time.Duration {
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.hosts[host]
+	if s == nil {
+		return 0
+	}
+	if s.avg == 0 {
+		return max(0, budget-time.Since(s.created))
+	}
+	expected := s.avg * time.Duration(s.waiters+1) / time.Duration(l.max)
+	if expected > budget {
+		return 0
+	}
+	return budget
+}
+
+// Observe records how long an attempt to host took.
+func (l *HostLimiter) Observe(host string, d time.Duration) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.slots(host)
+	if s.avg == 0 {
+		s.avg = d
+	} else {
+		s.avg = (4*s.avg + d) / 5
 	}
 }
 
@@ -102,12 +156,7 @@ func (l *HostLimiter) InUse(host string) int {
 	return 0
 }
 
-func (l *HostLimiter) releaser(host string, s *hostSlots) func() {
+func releaser(s *hostSlots) func() {
 	var once sync.Once
-	return func() {
-		once.Do(func() {
-			<-s.sem
-			l.unref(host, s)
-		})
-	}
+	return func() { once.Do(func() { <-s.sem }) }
 }

@@ -148,8 +148,8 @@ func TestHostLimiter(t *testing.T) {
 	wg.Wait()
 	r2()
 	rb()
-	if len(l.hosts) != 0 {
-		t.Errorf("limiter keeps %d idle hosts, want 0", len(l.hosts))
+	if l.InUse("a") != 0 || l.InUse("b") != 0 {
+		t.Errorf("slots still held after release: a %d, b %d", l.InUse("a"), l.InUse("b"))
 	}
 	var none *HostLimiter
 	if r, ok := none.TryAcquire("a"); !ok {
@@ -159,6 +159,38 @@ func TestHostLimiter(t *testing.T) {
 	}
 	if NewHostLimiter(0) != nil {
 		t.Error("NewHostLimiter(0) should impose no cap")
+	}
+}
+
+func TestHostLimiterWorthWaiting(t *testing.T) {
+	l := NewHostLimiter(2)
+	budget := 250 * time.Millisecond
+	if w := l.WorthWaiting("unseen", budget); w != 0 {
+		t.Errorf("unseen host: wait %s, want 0", w)
+	}
+	r, _ := l.TryAcquire("new")
+	if w := l.WorthWaiting("new", budget); w <= 0 || w > budget {
+		t.Errorf("host whose first attempt just began: wait %s, want (0, %s]", w, budget)
+	}
+	r()
+	l.Observe("fast", 5*time.Millisecond)
+	if w := l.WorthWaiting("fast", budget); w != budget {
+		t.Errorf("fast host: wait %s, want %s", w, budget)
+	}
+	l.Observe("dead", 5*time.Second)
+	if w := l.WorthWaiting("dead", budget); w != 0 {
+		t.Errorf("host whose attempts time out: wait %s, want 0", w)
+	}
+	for range 20 {
+		l.Observe("recovering", time.Millisecond)
+	}
+	if w := l.WorthWaiting("recovering", budget); w != budget {
+		t.Errorf("moving average did not follow fast attempts: wait %s", w)
+	}
+	var none *HostLimiter
+	none.Observe("x", time.Second)
+	if none.WorthWaiting("x", budget) != 0 {
+		t.Error("nil limiter asked to wait")
 	}
 }
 
