@@ -349,6 +349,7 @@ func (a *API) enqueueBatch(ctx context.Context, items []json.RawMessage) []Batch
 		if err := decodeStrict(raw, &req); err != nil {
 			a.count(ResultInvalid)
 			results[i] = resultFromError(malformed(err))
+			results[i].ID = looseID(raw)
 			continue
 		}
 		d, e := a.prepare(req)
@@ -412,6 +413,20 @@ func (a *API) enqueueBatch(ctx context.Context, items []json.RawMessage) []Batch
 	close(next)
 	wg.Wait()
 	return results
+}
+
+// looseID digs the generation id out of an item that failed strict decoding,
+// so the caller can tell which item it was; "" when it cannot.
+func looseID(raw json.RawMessage) string {
+	var item struct {
+		Generation struct {
+			ID string `json:"id"`
+		} `json:"generation"`
+	}
+	if json.Unmarshal(raw, &item) != nil || len(item.Generation.ID) > payload.MaxIDLength {
+		return ""
+	}
+	return item.Generation.ID
 }
 
 func resultFromError(e *apiError) BatchResult {

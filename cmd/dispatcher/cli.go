@@ -176,8 +176,12 @@ func enqueueCommand(ctx context.Context, args []string, getenv func(string) stri
 
 	var sum struct{ accepted, duplicate, refused, invalid, failed, lines int }
 	client := &http.Client{Timeout: 60 * time.Second}
+	var lineNo []int // line number of each batch item, for messages
 	send := func(batch []json.RawMessage, firstLine int) error {
-		body, _ := json.Marshal(map[string]any{"deliveries": batch})
+		body, err := json.Marshal(map[string]any{"deliveries": batch})
+		if err != nil {
+			return fmt.Errorf("lines %d–%d: %w", firstLine, lineNo[len(lineNo)-1], err)
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(*apiURL, "/")+"/v1/deliveries/batch", bytes.NewReader(body))
 		if err != nil {
 			return err
@@ -186,7 +190,7 @@ func enqueueCommand(ctx context.Context, args []string, getenv func(string) stri
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := client.Do(req)
 		if err != nil {
-			return fmt.Errorf("lines %d–%d: %w", firstLine, firstLine+len(batch)-1, err)
+			return fmt.Errorf("lines %d–%d: %w", firstLine, lineNo[len(lineNo)-1], err)
 		}
 		defer resp.Body.Close()
 		var out struct {
@@ -194,7 +198,10 @@ func enqueueCommand(ctx context.Context, args []string, getenv func(string) stri
 			Error   string                   `json:"error"`
 		}
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("lines %d–%d: API answered %s %s", firstLine, firstLine+len(batch)-1, resp.Status, out.Error)
+			return fmt.Errorf("lines %d–%d: API answered %s %s", firstLine, lineNo[len(lineNo)-1], resp.Status, out.Error)
+		}
+		if len(out.Results) != len(batch) {
+			return fmt.Errorf("lines %d–%d: API answered %d results for %d items", firstLine, lineNo[len(lineNo)-1], len(out.Results), len(batch))
 		}
 		for i, r := range out.Results {
 			switch r.Status {
@@ -211,7 +218,7 @@ func enqueueCommand(ctx context.Context, args []string, getenv func(string) stri
 			default:
 				sum.failed++
 			}
-			fmt.Fprintf(stderr, "line %d (%s): %d %s\n", firstLine+i, r.ID, r.Status, r.Error)
+			fmt.Fprintf(stderr, "line %d (%s): %d %s\n", lineNo[i], r.ID, r.Status, r.Error)
 		}
 		return nil
 	}
@@ -225,17 +232,24 @@ func enqueueCommand(ctx context.Context, args []string, getenv func(string) stri
 		sum.lines++
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
-			if len(batch) == 0 {
-				first = sum.lines + 1
-			}
 			continue
 		}
+		if !json.Valid(line) {
+			// The API would reject the whole batch envelope; report the line here.
+			sum.invalid++
+			fmt.Fprintf(stderr, "line %d: not valid JSON\n", sum.lines)
+			continue
+		}
+		if len(batch) == 0 {
+			first = sum.lines
+		}
+		lineNo = append(lineNo, sum.lines)
 		batch = append(batch, json.RawMessage(bytes.Clone(line)))
 		if len(batch) == *batchSize {
 			if err := send(batch, first); err != nil {
 				return err
 			}
-			batch, first = batch[:0], sum.lines+1
+			batch, lineNo = batch[:0], lineNo[:0]
 			if time.Since(lastProgress) > time.Second {
 				fmt.Fprintf(stderr, "progress: %d lines, %d accepted\n", sum.lines, sum.accepted)
 				lastProgress = time.Now()
