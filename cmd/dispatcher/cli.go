@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -59,6 +60,9 @@ func openService(getenv func(string) string, redisURL string) (*dispatcher.Servi
 		Client:    client,
 		Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		Store:     dispatcher.NewStore(rdb, 0),
+	}
+	if n, err := strconv.Atoi(getenv("ENQUEUE_MIN_REPLICAS")); err == nil && n > 0 {
+		svc.MinReplicas = n
 	}
 	if s := getenv("RETENTION"); s != "" {
 		if d, err := time.ParseDuration(s); err == nil {

@@ -33,6 +33,7 @@ var settings = []setting{
 	{"POLL_INTERVAL", "20ms", "how often an idle worker asks Redis for work (asynq TaskCheckInterval)"},
 	{"FORWARD_INTERVAL", "100ms", "how often due retries are moved back to the queue (asynq DelayedTaskCheckInterval)"},
 	{"RETENTION", "168h", "how long delivered deliveries stay queryable (and their ids reserved)"},
+	{"ENQUEUE_MIN_REPLICAS", "0", "replicas that must hold each accepted delivery (Redis WAIT, up to 1s) before the API answers 202, else 503; 0 answers once the primary holds it (asynchronous replication: a failover may lose it)"},
 	{"SHUTDOWN_TIMEOUT", "", "how long SIGTERM waits for in-flight deliveries before handing them back; default DELIVERY_TIMEOUT+5s"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"PPROF", "false", "serve /debug/pprof on METRICS_ADDR"},
@@ -49,6 +50,7 @@ type config struct {
 	APIToken          string
 	Concurrency       int
 	HostConcurrency   int
+	MinReplicas       int
 	DeliveryTimeout   time.Duration
 	PollInterval      time.Duration
 	ForwardInterval   time.Duration
@@ -107,6 +109,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		APIToken:        get("API_TOKEN"),
 		Concurrency:     intVal("WORKER_CONCURRENCY", 1),
 		HostConcurrency: intVal("HOST_CONCURRENCY", 0),
+		MinReplicas:     intVal("ENQUEUE_MIN_REPLICAS", 0),
 		DeliveryTimeout: durVal("DELIVERY_TIMEOUT"),
 		PollInterval:    durVal("POLL_INTERVAL"),
 		ForwardInterval: durVal("FORWARD_INTERVAL"),

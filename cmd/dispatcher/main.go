@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,7 +21,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "dispatcher:", err)
+		if !errors.Is(err, errRefused) { // check-url has printed its verdict
+			fmt.Fprintln(os.Stderr, "dispatcher:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }

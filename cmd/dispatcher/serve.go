@@ -69,6 +69,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		Client: client, Inspector: inspector, Store: store,
 		Retention: cfg.Retention, Schedule: cfg.Schedule,
 		TaskTimeout: cfg.DeliveryTimeout + 30*time.Second,
+		MinReplicas: cfg.MinReplicas,
 	}
 
 	var wg sync.WaitGroup
