@@ -48,7 +48,17 @@ type Service struct {
 	// EnqueueTimeout bounds one enqueue so a slow Redis gets a 503, not a
 	// hanging caller; 0 means 3s.
 	EnqueueTimeout time.Duration
+	// MinReplicas, when positive, makes Enqueue wait (Redis WAIT, at most
+	// ReplicaWaitTimeout) until that many replicas hold the new task before
+	// it reports success; fewer is ErrUnavailable, although the primary may
+	// hold the task (a resend then reports ErrDuplicate, again only once
+	// replicated). 0 reports success as soon as the primary holds the task:
+	// replication is asynchronous, so a failover right after can lose it.
+	MinReplicas int
 }
+
+// ReplicaWaitTimeout is the longest Enqueue waits for replicas (MinReplicas).
+const ReplicaWaitTimeout = time.Second
 
 func (s *Service) queue() string {
 	if s.Queue == "" {
@@ -84,12 +94,48 @@ func (s *Service) Enqueue(ctx context.Context, d Delivery) error {
 	_, err = s.Client.EnqueueContext(ctx, task, s.options(d.ID)...)
 	switch {
 	case err == nil:
+		if err := s.waitReplicas(ctx); err != nil {
+			return fmt.Errorf("enqueue %s: %w: %w", d.ID, ErrUnavailable, err)
+		}
 		return nil
 	case errors.Is(err, asynq.ErrTaskIDConflict):
+		// A resend after a 503 may find what the first try stored: it is a
+		// duplicate only once that is as durable as an acceptance.
+		if err := s.waitReplicas(ctx); err != nil {
+			return fmt.Errorf("enqueue %s: %w: %w", d.ID, ErrUnavailable, err)
+		}
 		return fmt.Errorf("enqueue %s: %w", d.ID, ErrDuplicate)
 	default:
 		return fmt.Errorf("enqueue %s: %w: %w", d.ID, ErrUnavailable, err)
 	}
+}
+
+// waitReplicas returns nil once MinReplicas replicas hold every write made so
+// far. WAIT only counts its own connection's writes, and asynq's enqueue ran
+// on a connection of its choosing, so the WAIT follows a write of its own on
+// one pipelined connection: that write comes after the task in the
+// replication stream, and a replica that acknowledges it holds the task.
+func (s *Service) waitReplicas(ctx context.Context) error {
+	if s.MinReplicas <= 0 {
+		return nil
+	}
+	timeout := ReplicaWaitTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if timeout < time.Millisecond { // WAIT n 0 would block for ever
+		return fmt.Errorf("wait for replicas: %w", context.DeadlineExceeded)
+	}
+	pipe := s.Store.rdb.Pipeline()
+	pipe.Incr(ctx, s.Store.prefix+"replication-barrier")
+	acked := pipe.Do(ctx, "WAIT", s.MinReplicas, timeout.Milliseconds())
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("wait for replicas: %w", err)
+	}
+	if n, err := acked.Int64(); err != nil || n < int64(s.MinReplicas) {
+		return fmt.Errorf("wait for replicas: %d of %d acknowledged within %s", n, s.MinReplicas, timeout)
+	}
+	return nil
 }
 
 func (s *Service) options(id string) []asynq.Option {

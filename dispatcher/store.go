@@ -77,7 +77,9 @@ func (s *Store) AppendAttempt(ctx context.Context, id string, a Attempt) error {
 		return fmt.Errorf("encode attempt for %s: %w", id, err)
 	}
 	key := s.attemptsKey(id)
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	// A plain pipeline (no MULTI/EXEC): the three commands need no isolation,
+	// and this runs once per attempt.
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.RPush(ctx, key, entry)
 		p.LTrim(ctx, key, -MaxLoggedAttempts, -1)
 		p.Expire(ctx, key, s.logTTL)

@@ -166,7 +166,9 @@ func parseTime(s string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	if t.Year() < 1970 || t.Year() > 9999 {
+	// Checked in UTC, the form that is sent: 9999-12-31T23:30:00-01:00 is
+	// year 10000 there, which RFC 3339 cannot write.
+	if y := t.UTC().Year(); y < 1970 || y > 9999 {
 		return time.Time{}, errors.New("year out of range")
 	}
 	return t, nil
