@@ -259,7 +259,7 @@ func (a *API) enqueue(ctx context.Context, d Delivery) (int, *apiError) {
 	default:
 		a.count(ResultUnavailable)
 		a.log().Warn("enqueue failed", keyDeliveryID, d.ID, "error", err)
-		return http.StatusServiceUnavailable, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "queue unavailable, nothing was stored; retry later"}
+		return http.StatusServiceUnavailable, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "queue unavailable or too slow: the delivery may not have been stored; send it again (409 then means it was)"}
 	}
 }
 

@@ -58,6 +58,13 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		return errors.New("redis: unexpected client type")
 	}
 	defer rdb.Close()
+	// go-redis ignores context deadlines on socket reads and writes unless
+	// told otherwise: a stalled Redis (SIGSTOP, a long command, a full
+	// network buffer) then held an enqueue or /readyz for the read timeout
+	// plus the dial timeout, 5–8 s, instead of the caller's 3 s or 1 s.
+	if c, ok := rdb.(*redis.Client); ok {
+		c.Options().ContextTimeoutEnabled = true
+	}
 
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
