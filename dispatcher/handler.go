@@ -259,6 +259,12 @@ func (h *Handler) attempt(ctx context.Context, d Delivery) (Attempt, error) {
 	payload.SetHeaders(req.Header, d.ID, h.UserAgent)
 	resp, err := h.Client.Do(req)
 	if err != nil {
+		// net/http names the whole URL in its errors; the path and query may
+		// carry the customer's secret, and this text is stored and shown.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redactURL(ue.URL)
+		}
 		return finish(Classify(err), err)
 	}
 	a.Status = resp.StatusCode
@@ -369,6 +375,18 @@ func destination(raw string) string {
 		return raw
 	}
 	return u.Scheme + "://" + u.Host
+}
+
+// redactURL keeps the scheme and host of raw and hides the rest.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.Path == "" && u.RawQuery == "" && u.Fragment == "" {
+		return u.Scheme + "://" + u.Host
+	}
+	return u.Scheme + "://" + u.Host + "/…"
 }
 
 // destinationHost is the host alone, for logs: never the path or query, which

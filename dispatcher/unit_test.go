@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -95,6 +96,36 @@ func TestClassify(t *testing.T) {
 		if got := Classify(tt.err); got != tt.want {
 			t.Errorf("Classify(%v) = %s, want %s", tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestAttemptErrorsHideURLSecrets: a transport error names the URL; the
+// attempt log and the error handed to asynq must not carry its path or query.
+func TestAttemptErrorsHideURLSecrets(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // a closed port: the dial is refused
+	store := newTestStore(t)
+	h := &Handler{
+		Client:   NewClient(ClientOptions{Guard: urlguard.New(netip.MustParsePrefix("127.0.0.1/32"))}),
+		Store:    store,
+		Schedule: schedule.Production,
+		Timeout:  time.Second,
+	}
+	const secret = "s3cr3t-token"
+	err = h.ProcessTask(context.Background(), testTask(t, "redact-1", "https://"+addr+"/hooks/"+secret+"?key="+secret))
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("ProcessTask error %q carries the secret (or is nil)", err)
+	}
+	attempts, _ := store.Attempts(context.Background(), "redact-1")
+	if len(attempts) != 1 || attempts[0].Outcome != OutcomeConnect {
+		t.Fatalf("attempts = %+v, want one connect failure", attempts)
+	}
+	if strings.Contains(attempts[0].Error, secret) || !strings.Contains(attempts[0].Error, addr) {
+		t.Errorf("attempt error %q: want the host, not the secret", attempts[0].Error)
 	}
 }
 

@@ -207,6 +207,10 @@ func checkText(s string) string {
 		return fmt.Sprintf("must be at most %d bytes", maxFieldLength)
 	case !utf8.ValidString(s):
 		return "must be valid UTF-8"
+	case strings.ContainsRune(s, utf8.RuneError):
+		// encoding/json turns a lone surrogate escape (\ud800) into U+FFFD;
+		// refuse it like the invalid UTF-8 it stands for.
+		return "must not contain U+FFFD (a lone surrogate or invalid UTF-8)"
 	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 		return "must not contain control characters"
 	}

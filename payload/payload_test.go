@@ -121,6 +121,7 @@ func TestNormalizeRejects(t *testing.T) {
 		{"status case", func(g *Generation) { g.Status = "Success" }, "status"},
 		{"missing tool", func(g *Generation) { g.Tool = "" }, "tool"},
 		{"tool control", func(g *Generation) { g.Tool = "create\nimage" }, "tool"},
+		{"tool replacement char", func(g *Generation) { g.Tool = "create-\ufffd" }, "tool"},
 		{"missing type", func(g *Generation) { g.Type = "" }, "type"},
 		{"unknown type", func(g *Generation) { g.Type = "hologram" }, "type"},
 		{"type case", func(g *Generation) { g.Type = "Image" }, "type"},

@@ -127,7 +127,7 @@ func TestAPIRefusesBadInput(t *testing.T) {
 		{"nested 30000 deep", post([]byte(strings.Repeat("[", 30000) + strings.Repeat("]", 30000))), 400, "malformed"},
 		{"invalid UTF-8", post(body(hook, strings.Replace(gen("abuse-utf8"), "create-image", "create-\xff\xfe", 1))), 400, "malformed"},
 		{"overlong UTF-8", post(body(hook, strings.Replace(gen("abuse-utf8b"), "create-image", "create-\xc0\xaf", 1))), 400, "malformed"},
-		{"lone surrogate escape", post(body(hook, strings.Replace(gen("abuse-sur"), "create-image", `create-\ud800`, 1))), 202, ""},
+		{"lone surrogate escape", post(body(hook, strings.Replace(gen("abuse-sur"), "create-image", `create-\ud800`, 1))), 400, "invalid_generation"},
 		{"id with CRLF", post(body(hook, gen("abuse\r\nX-Injected: 1"))), 400, "invalid_generation"},
 		{"id with NUL", post(body(hook, gen("abuse\x00nul"))), 400, "invalid_generation"},
 		{"id with slash", post(body(hook, gen("../../admin"))), 400, "invalid_generation"},
@@ -211,9 +211,8 @@ func TestAPIRefusesBadInput(t *testing.T) {
 		})
 	}
 
-	// A lone surrogate escape is valid JSON; encoding/json reads it as
-	// U+FFFD, so it is accepted (and sent as the replacement character).
-	// It is the one positive case above; everything else stored nothing.
+	// Nothing above stored anything (a lone surrogate escape, which
+	// encoding/json would read as U+FFFD, is refused like invalid UTF-8).
 	time.Sleep(500 * time.Millisecond)
 	if keys, err := testenv.Command(redis.Addr(), "KEYS", "asynq:{webhooks}:t:*"); err != nil || len(keys.([]any)) != len(accepted) {
 		t.Errorf("task keys after the bad input: %v (%v), want only %v", keys, err, accepted)

@@ -91,8 +91,8 @@ func StartRedis(tb testing.TB, o RedisOptions) *Redis {
 		r.args = append(r.args, "--appendonly", "no")
 	}
 	r.args = append(r.args, o.Extra...)
+	tb.Cleanup(r.Kill) // before Start, so a start that fails half-way still stops the process
 	r.Start()
-	tb.Cleanup(r.Kill)
 	return r
 }
 
@@ -105,10 +105,11 @@ func (r *Redis) URL() string { return "redis://" + r.Addr() + "/0" }
 // Start (re)starts the server on the same port and data directory.
 func (r *Redis) Start() {
 	r.tb.Helper()
-	r.cmd = exec.Command(r.bin, r.args...)
-	if err := r.cmd.Start(); err != nil {
+	cmd := exec.Command(r.bin, r.args...)
+	if err := cmd.Start(); err != nil {
 		r.tb.Fatal(err)
 	}
+	r.cmd = cmd
 	WaitForDial(r.tb, r.Addr(), 10*time.Second)
 	// Accepting connections is not yet loaded: wait for the AOF to be read.
 	deadline := time.Now().Add(20 * time.Second)
