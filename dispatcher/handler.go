@@ -72,22 +72,34 @@ type StatusError struct{ Code int }
 func (e *StatusError) Error() string { return fmt.Sprintf("receiver answered %d, want 200", e.Code) }
 
 // ErrDeferred means the destination's concurrency cap was full: the attempt
-// was not made and not counted, and the task comes back shortly.
+// was not made and not counted, and the task comes back later.
 var ErrDeferred = errors.New("dispatcher: destination busy, attempt deferred")
+
+// DeferError is a deferral with the wait the limiter booked for it.
+type DeferError struct{ Delay time.Duration }
+
+func (e *DeferError) Error() string {
+	return fmt.Sprintf("%v; next try in %s", ErrDeferred, e.Delay.Round(time.Millisecond))
+}
+
+// Is makes errors.Is(err, ErrDeferred) true.
+func (e *DeferError) Is(target error) bool { return target == ErrDeferred }
 
 // IsFailure tells asynq which errors spend one of the attempts: all but a
 // deferral. Pass it as asynq.Config.IsFailure.
 func IsFailure(err error) bool { return !errors.Is(err, ErrDeferred) }
 
-// DeferDelay is how long a deferred task waits before it is tried again.
-const DeferDelay = time.Second
-
 // RetryDelay adapts a schedule to asynq.Config.RetryDelayFunc: n is the number
-// of retries so far. A deferral comes back after DeferDelay.
+// of retries so far. A deferral comes back after the wait it carries (asynq
+// does not count deferrals, so n cannot tell how often a task was deferred).
 func RetryDelay(s schedule.Schedule) asynq.RetryDelayFunc {
 	return func(n int, err error, _ *asynq.Task) time.Duration {
+		var de *DeferError
+		if errors.As(err, &de) {
+			return de.Delay
+		}
 		if errors.Is(err, ErrDeferred) {
-			return DeferDelay
+			return MinDefer
 		}
 		if d, ok := s.Delay(n); ok {
 			return d
@@ -190,8 +202,9 @@ func (h *Handler) acquire(ctx context.Context, id, host string, final bool) (fun
 	if h.Metrics != nil {
 		h.Metrics.Deferred()
 	}
-	h.log().DebugContext(ctx, "destination busy; attempt deferred", keyDeliveryID, id, keyHost, destinationHost(host))
-	return nil, fmt.Errorf("deliver %s: %w", id, ErrDeferred)
+	delay := h.Limiter.DeferFor(host)
+	h.log().DebugContext(ctx, "destination busy; attempt deferred", keyDeliveryID, id, keyHost, destinationHost(host), "delay_ms", delay.Milliseconds())
+	return nil, fmt.Errorf("deliver %s: %w", id, &DeferError{Delay: delay})
 }
 
 // slotWaitBudget is the longest a task waits in a worker slot for a busy

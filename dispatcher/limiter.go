@@ -24,6 +24,11 @@ type hostSlots struct {
 	waiters int           // callers blocked in Acquire
 	avg     time.Duration // moving average of attempt durations; 0 before the first
 	created time.Time
+	// nextFree is a virtual clock: when the next deferred task can expect a
+	// free slot. Each deferral books one slot-time (avg/max) on it, so a
+	// backlog for a slow destination comes back spread out at the rate the
+	// destination drains instead of all of it every second.
+	nextFree time.Time
 }
 
 // idleSweepAt is the number of remembered destinations above which idle ones
@@ -75,6 +80,12 @@ func (l *HostLimiter) TryAcquire(host string) (release func(), ok bool) {
 	l.mu.Unlock()
 	select {
 	case s.sem <- struct{}{}:
+		if len(s.sem) < cap(s.sem) {
+			// Spare capacity: nothing is queued behind this destination.
+			l.mu.Lock()
+			s.nextFree = time.Time{}
+			l.mu.Unlock()
+		}
 		return releaser(s), true
 	default:
 		return nil, false
@@ -118,14 +129,49 @@ func (l *HostLimiter) WorthWaiting(host string, budget time.Duration) time.Durat
 	if s == nil {
 		return 0
 	}
+	// Bound the worker slots that wait for one destination: a destination
+	// not measured yet (it may be dead) gets as many waiters as it has
+	// slots, a measured fast one a few times that.
 	if s.avg == 0 {
+		if s.waiters >= l.max {
+			return 0
+		}
 		return max(0, budget-time.Since(s.created))
+	}
+	if s.waiters >= 4*l.max {
+		return 0
 	}
 	expected := s.avg * time.Duration(s.waiters+1) / time.Duration(l.max)
 	if expected > budget {
 		return 0
 	}
 	return budget
+}
+
+// Deferral bounds: a deferred task comes back after at least MinDefer (asynq
+// keeps due times in whole seconds anyway) and at most MaxDefer.
+const (
+	MinDefer = time.Second
+	MaxDefer = 5 * time.Minute
+)
+
+// DeferFor books a future slot for a task that found host busy and returns
+// how long the task should wait for it: the destination's expected drain time
+// for the tasks deferred before it, between MinDefer and MaxDefer.
+func (l *HostLimiter) DeferFor(host string) time.Duration {
+	if l == nil {
+		return MinDefer
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.slots(host)
+	now := time.Now()
+	if s.nextFree.Before(now) {
+		s.nextFree = now
+	}
+	slot := max(s.avg, slotWaitBudget) / time.Duration(l.max)
+	s.nextFree = s.nextFree.Add(slot)
+	return min(max(s.nextFree.Sub(now), MinDefer), MaxDefer)
 }
 
 // Observe records how long an attempt to host took.

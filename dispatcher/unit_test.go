@@ -137,9 +137,12 @@ func TestRetryDelayAndIsFailure(t *testing.T) {
 			t.Errorf("RetryDelay(%d) = %s, want %s", n, got, want)
 		}
 	}
-	deferred := fmt.Errorf("deliver x: %w", ErrDeferred)
-	if got := f(3, deferred, nil); got != DeferDelay {
-		t.Errorf("RetryDelay(deferred) = %s, want %s", got, DeferDelay)
+	deferred := fmt.Errorf("deliver x: %w", &DeferError{Delay: 7 * time.Second})
+	if got := f(3, deferred, nil); got != 7*time.Second {
+		t.Errorf("RetryDelay(deferred 7s) = %s, want 7s", got)
+	}
+	if got := f(3, ErrDeferred, nil); got != MinDefer {
+		t.Errorf("RetryDelay(ErrDeferred) = %s, want %s", got, MinDefer)
 	}
 	if IsFailure(deferred) || !IsFailure(errors.New("500")) {
 		t.Error("IsFailure: a deferral must not spend an attempt; anything else must")
@@ -215,6 +218,48 @@ func TestHostLimiterWorthWaiting(t *testing.T) {
 	for range 20 {
 		l.Observe("recovering", time.Millisecond)
 	}
+	// A bounded number of tasks wait in worker slots for one destination:
+	// as many as it has slots before it is measured, four times that after.
+	fill := func(host string, waiters int) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for range waiters {
+			wg.Add(1)
+			go func() { defer wg.Done(); _, _ = l.Acquire(ctx, host) }()
+		}
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			l.mu.Lock()
+			w := l.hosts[host].waiters
+			l.mu.Unlock()
+			if w == waiters {
+				break
+			}
+		}
+		return func() { cancel(); wg.Wait() }
+	}
+	held1, _ := l.TryAcquire("fast")
+	held2, _ := l.TryAcquire("fast")
+	stop := fill("fast", 7)
+	if w := l.WorthWaiting("fast", budget); w != budget {
+		t.Errorf("measured fast host with 7 waiters: wait %s, want %s", w, budget)
+	}
+	stop()
+	stop = fill("fast", 8)
+	if w := l.WorthWaiting("fast", budget); w != 0 {
+		t.Errorf("measured fast host with 8 waiters (4 × 2 slots): wait %s, want 0", w)
+	}
+	stop()
+	n1, _ := l.TryAcquire("unmeasured")
+	n2, _ := l.TryAcquire("unmeasured")
+	stop = fill("unmeasured", 2)
+	if w := l.WorthWaiting("unmeasured", budget); w != 0 {
+		t.Errorf("unmeasured host with 2 waiters: wait %s, want 0", w)
+	}
+	stop()
+	n1()
+	n2()
+	held1()
+	held2()
 	if w := l.WorthWaiting("recovering", budget); w != budget {
 		t.Errorf("moving average did not follow fast attempts: wait %s", w)
 	}
@@ -222,6 +267,46 @@ func TestHostLimiterWorthWaiting(t *testing.T) {
 	none.Observe("x", time.Second)
 	if none.WorthWaiting("x", budget) != 0 {
 		t.Error("nil limiter asked to wait")
+	}
+}
+
+// TestHostLimiterDeferFor: deferrals to a slow destination are spread at the
+// rate it drains, bounded, and the booking resets once it has spare slots.
+func TestHostLimiterDeferFor(t *testing.T) {
+	l := NewHostLimiter(2)
+	l.Observe("dead", 5*time.Second) // one slot-time is 5s / 2 slots
+	var last time.Duration
+	for i := range 10 {
+		d := l.DeferFor("dead")
+		if i > 1 && d <= last {
+			t.Fatalf("deferral %d: %s, not after the previous %s", i, d, last)
+		}
+		last = d
+	}
+	if last < 24*time.Second || last > 26*time.Second {
+		t.Errorf("10th deferral waits %s, want ~25s (10 × 5s / 2 slots)", last)
+	}
+	for range 1000 {
+		last = l.DeferFor("dead")
+	}
+	if last != MaxDefer {
+		t.Errorf("deferral after a long backlog = %s, want the cap %s", last, MaxDefer)
+	}
+	l.Observe("fast", time.Millisecond)
+	if d := l.DeferFor("fast"); d != MinDefer {
+		t.Errorf("fast destination deferral = %s, want %s", d, MinDefer)
+	}
+	// A destination with a free slot again starts a fresh booking.
+	r, ok := l.TryAcquire("dead")
+	if !ok {
+		t.Fatal("no slot")
+	}
+	r()
+	if d := l.DeferFor("dead"); d > 3*time.Second {
+		t.Errorf("deferral after spare capacity = %s, want a fresh booking (~2.5s)", d)
+	}
+	if d := (*HostLimiter)(nil).DeferFor("x"); d != MinDefer {
+		t.Errorf("nil limiter deferral = %s", d)
 	}
 }
 
