@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -55,7 +56,21 @@ type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
 	logTTL time.Duration
+
+	startWriter sync.Once
+	appends     chan appendRequest
+	stop        chan struct{}
+	stopped     chan struct{}
 }
+
+type appendRequest struct {
+	key   string
+	entry []byte
+	done  chan error
+}
+
+// maxAppendBatch bounds how many attempt-log writes share one pipeline.
+const maxAppendBatch = 256
 
 // NewStore returns a store on rdb. logTTL must cover the retry window plus the
 // retention of completed deliveries; zero means 7 days plus 48 hours.
@@ -63,32 +78,92 @@ func NewStore(rdb redis.UniversalClient, logTTL time.Duration) *Store {
 	if logTTL <= 0 {
 		logTTL = 7*24*time.Hour + 48*time.Hour
 	}
-	return &Store{rdb: rdb, prefix: "webhook:", logTTL: logTTL}
+	return &Store{rdb: rdb, prefix: "webhook:", logTTL: logTTL,
+		appends: make(chan appendRequest), stop: make(chan struct{}), stopped: make(chan struct{})}
+}
+
+// Close stops the attempt-log writer; AppendAttempt fails afterwards.
+func (s *Store) Close() {
+	s.startWriter.Do(func() { close(s.stopped) }) // never started: nothing to wait for
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.stopped
 }
 
 func (s *Store) attemptsKey(id string) string { return s.prefix + "attempts:" + id }
 func (s *Store) failedKey(id string) string   { return s.prefix + "failed:" + id }
 func (s *Store) failedIndex() string          { return s.prefix + "failed" }
 
-// AppendAttempt adds a to id's attempt log in one round trip.
+// ErrStoreClosed is returned by AppendAttempt after Close.
+var ErrStoreClosed = errors.New("dispatcher: store closed")
+
+// AppendAttempt adds a to id's attempt log and returns once Redis holds it.
+// Concurrent calls share one pipeline (a group commit): under load a worker
+// makes one Redis round trip for many deliveries' log entries, not one each.
 func (s *Store) AppendAttempt(ctx context.Context, id string, a Attempt) error {
 	entry, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("encode attempt for %s: %w", id, err)
 	}
-	key := s.attemptsKey(id)
-	// A plain pipeline (no MULTI/EXEC): the three commands need no isolation,
-	// and this runs once per attempt.
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.RPush(ctx, key, entry)
-		p.LTrim(ctx, key, -MaxLoggedAttempts, -1)
-		p.Expire(ctx, key, s.logTTL)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("append attempt for %s: %w", id, err)
+	s.startWriter.Do(func() { go s.writeLoop() })
+	req := appendRequest{key: s.attemptsKey(id), entry: entry, done: make(chan error, 1)}
+	select {
+	case s.appends <- req:
+	case <-s.stop:
+		return ErrStoreClosed
+	case <-ctx.Done():
+		return fmt.Errorf("append attempt for %s: %w", id, ctx.Err())
 	}
-	return nil
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return fmt.Errorf("append attempt for %s: %w", id, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("append attempt for %s: %w", id, ctx.Err())
+	}
+}
+
+// writeLoop takes the first waiting write, gathers whatever else is waiting,
+// and sends them all in one plain pipeline (no MULTI/EXEC: the entries need no
+// isolation from each other).
+func (s *Store) writeLoop() {
+	defer close(s.stopped)
+	batch := make([]appendRequest, 0, maxAppendBatch)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case r := <-s.appends:
+			batch = append(batch[:0], r)
+		}
+	gather:
+		for len(batch) < maxAppendBatch {
+			select {
+			case r := <-s.appends:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, r := range batch {
+				p.RPush(ctx, r.key, r.entry)
+				p.LTrim(ctx, r.key, -MaxLoggedAttempts, -1)
+				p.Expire(ctx, r.key, s.logTTL)
+			}
+			return nil
+		})
+		cancel()
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
 }
 
 // LastAttempt returns the newest entry of id's log; ok is false when the log is empty.

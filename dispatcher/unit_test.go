@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -69,6 +70,19 @@ func TestTaskRoundTripKeepsBytes(t *testing.T) {
 	}
 	if string(d.Body) != string(body) {
 		t.Errorf("body changed in the task:\n%s\n%s", d.Body, body)
+	}
+	// Strings that need escaping survive too, and the payload is plain JSON.
+	odd := Delivery{ID: "a\"b\\c\x01", Webhook: "https://a.example/h?q=\"x\"", EnqueuedAt: time.Unix(2, 5).UTC(), Body: body}
+	raw, err = encodeTask(odd)
+	if err != nil || !json.Valid(raw) {
+		t.Fatalf("encodeTask = %s, %v", raw, err)
+	}
+	back, err := decodeTask(raw)
+	if err != nil || back.ID != odd.ID || back.Webhook != odd.Webhook || !back.EnqueuedAt.Equal(odd.EnqueuedAt) || string(back.Body) != string(body) {
+		t.Errorf("round trip = %+v, %v", back, err)
+	}
+	if _, err := encodeTask(Delivery{ID: "x", Webhook: "https://a.example/", Body: []byte("{not json")}); err == nil {
+		t.Error("encodeTask accepted a body that is not JSON")
 	}
 	if _, err := decodeTask([]byte(`{"id":"x"}`)); !errors.Is(err, ErrBadTask) {
 		t.Errorf("decodeTask(incomplete) = %v, want ErrBadTask", err)
@@ -352,6 +366,37 @@ func TestStoreListFailedPages(t *testing.T) {
 	}
 	if n, _ := s.CountFailed(ctx); n != 6 {
 		t.Errorf("CountFailed after clear = %d, want 6", n)
+	}
+}
+
+// TestAttemptLogGroupCommit: concurrent appends share pipelines and every one
+// is stored before AppendAttempt returns.
+func TestAttemptLogGroupCommit(t *testing.T) {
+	s := newTestStore(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 5 {
+				if err := s.AppendAttempt(ctx, fmt.Sprintf("gc-%d", g), Attempt{Attempt: i + 1, Outcome: OutcomeDelivered}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for g := range 64 {
+		all, err := s.Attempts(ctx, fmt.Sprintf("gc-%d", g))
+		if err != nil || len(all) != 5 || all[4].Attempt != 5 {
+			t.Fatalf("gc-%d: %d entries, %v", g, len(all), err)
+		}
+	}
+	s.Close()
+	s.Close() // idempotent
+	if err := s.AppendAttempt(ctx, "after", Attempt{}); !errors.Is(err, ErrStoreClosed) {
+		t.Errorf("append after Close = %v, want ErrStoreClosed", err)
 	}
 }
 

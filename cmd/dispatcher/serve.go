@@ -70,6 +70,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 	m := metrics.New(reg, metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
 	guard := urlguard.New(cfg.AllowCIDRs...)
 	store := dispatcher.NewStore(rdb, cfg.logTTL())
+	defer store.Close() // after the workers have stopped (below), before rdb.Close
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)
 	svc := &dispatcher.Service{
