@@ -188,15 +188,31 @@ func bareTask(webhook, id string) *asynq.Task {
 	return asynq.NewTask(bareTaskType, b)
 }
 
-// bareEnqueue enqueues with the client's defaults plus the queue name.
-func bareEnqueue(ctx context.Context, c *asynq.Client, webhook, id string) error {
-	_, err := c.EnqueueContext(ctx, bareTask(webhook, id), asynq.Queue(queue))
+// bareEnqueue enqueues with the client's defaults plus the queue name and
+// any extra options.
+func bareEnqueue(ctx context.Context, c *asynq.Client, webhook, id string, extra ...asynq.Option) error {
+	_, err := c.EnqueueContext(ctx, bareTask(webhook, id), append([]asynq.Option{asynq.Queue(queue)}, extra...)...)
 	return err
 }
 
-// bareSet enqueues n tasks, 16 at a time.
-func bareSet(ctx context.Context, c *asynq.Client, n int, webhook, id func(i int) string) error {
-	return parallel(ctx, 16, n, func(i int) error { return bareEnqueue(ctx, c, webhook(i), id(i)) })
+// dispatcherOptions are the task options the dispatcher itself uses (see
+// dispatcher.Service): the generation id as task id, nine retries, and a
+// 7-day retention of completed tasks, which makes asynq keep each completed
+// task instead of deleting it.
+func dispatcherOptions(id string) []asynq.Option {
+	return []asynq.Option{asynq.TaskID(id), asynq.MaxRetry(9), asynq.Retention(7 * 24 * time.Hour), asynq.Timeout(time.Minute)}
+}
+
+// bareSet enqueues n tasks, 16 at a time; opts, when set, adds per-task options.
+func bareSet(ctx context.Context, c *asynq.Client, n int, webhook, id func(i int) string, opts ...func(id string) []asynq.Option) error {
+	return parallel(ctx, 16, n, func(i int) error {
+		tid := id(i)
+		var extra []asynq.Option
+		for _, o := range opts {
+			extra = append(extra, o(tid)...)
+		}
+		return bareEnqueue(ctx, c, webhook(i), tid, extra...)
+	})
 }
 
 // parallel runs fn(0..n-1) on conc goroutines and returns the first error.

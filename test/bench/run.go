@@ -214,7 +214,7 @@ func selfCPU(e *env) (float64, error) { return e.cpuSeconds(os.Getpid()) }
 
 // bareDrain pre-enqueues n tasks with bare asynq and drains them with the
 // in-process baseline worker.
-func (b *bench) bareDrain(ctx context.Context, n int) (drainResult, error) {
+func (b *bench) bareDrain(ctx context.Context, n int, opts ...func(id string) []asynq.Option) (drainResult, error) {
 	e := b.e
 	if err := e.flush(ctx); err != nil {
 		return drainResult{}, err
@@ -227,7 +227,7 @@ func (b *bench) bareDrain(ctx context.Context, n int) (drainResult, error) {
 	e.rcv.cur.Store(t)
 	dests := b.o.DrainDestinations
 	if err := bareSet(ctx, b.ac, n, func(i int) string { return e.rcv.url(i % dests) },
-		func(i int) string { return deliveryID(t.run, 'a', i, time.Now()) }); err != nil {
+		func(i int) string { return deliveryID(t.run, 'a', i, time.Now()) }, opts...); err != nil {
 		return drainResult{}, fmt.Errorf("bare enqueue: %w", err)
 	}
 	srv, err := e.startBare(concurrency, firstRetry)
