@@ -35,10 +35,11 @@ const queue = "webhooks"
 // env owns everything a run starts: a temp dir, the dispatcher binary, one
 // redis-server, the receivers and any dispatcher processes. close ends them all.
 type env struct {
-	dir    string
-	bin    string
-	log    io.Writer // progress lines
-	clkTck float64
+	extraEnv []string // Options.Env, given to every dispatcher process
+	dir      string
+	bin      string
+	log      io.Writer // progress lines
+	clkTck   float64
 
 	redis     *proc
 	redisAddr string
@@ -52,8 +53,8 @@ type env struct {
 }
 
 // newEnv builds the binary and starts Redis, the receivers and the API.
-func newEnv(ctx context.Context, log io.Writer) (e *env, err error) {
-	e = &env{log: log, procs: map[*proc]struct{}{}, clkTck: clockTicks()}
+func newEnv(ctx context.Context, log io.Writer, extraEnv []string) (e *env, err error) {
+	e = &env{log: log, procs: map[*proc]struct{}{}, clkTck: clockTicks(), extraEnv: extraEnv}
 	defer func() {
 		if err != nil {
 			e.close()
@@ -389,7 +390,7 @@ func (e *env) startDispatcher(ctx context.Context, mode string, extra ...string)
 		"API_TOKEN=" + apiToken,
 		"URLGUARD_ALLOW_CIDRS=127.0.0.1/32",
 		"WEBHOOK_CA_FILE=" + e.rcv.caFile,
-	}, extra...)
+	}, append(append([]string(nil), e.extraEnv...), extra...)...)
 	e.mu.Lock()
 	name := fmt.Sprintf("dispatcher-%s-%d", mode, len(e.procs))
 	e.mu.Unlock()

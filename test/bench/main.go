@@ -63,6 +63,14 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	only := fs.String("only", "", "comma-separated steps to run (default all): "+strings.Join(StepKeys(), ","))
 	window := fs.Duration("window", 0, "latency window per offered rate (default 1s quick, 5s full)")
 	profile := fs.String("profile", "", "write CPU profiles of the worker (during a drain) and the API (during batch enqueue) into this directory")
+	var env []string
+	fs.Func("env", "KEY=VALUE setting for every dispatcher process, repeatable (e.g. -env LOG_LEVEL=warn)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want KEY=VALUE, got %q", v)
+		}
+		env = append(env, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -96,6 +104,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	o.ProfileDir = *profile
+	o.Env = env
 	o.Log = stderr
 
 	rep, runErr := Run(ctx, o)

@@ -39,6 +39,7 @@ type Options struct {
 	Only map[string]bool
 
 	ProfileDir string    // when set, CPU profiles of the worker and the API are written here
+	Env        []string  // extra KEY=VALUE settings for every dispatcher process (to compare settings)
 	Log        io.Writer // progress; nil is quiet
 }
 
@@ -74,7 +75,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := newReport(o)
 	start := time.Now()
 	defer func() { rep.Seconds = time.Since(start).Seconds() }()
-	e, err := newEnv(ctx, o.Log)
+	e, err := newEnv(ctx, o.Log, o.Env)
 	if err != nil {
 		rep.Errors = append(rep.Errors, err.Error())
 		return rep, err
