@@ -217,7 +217,10 @@ func TestSlowRedisBackPressure(t *testing.T) {
 	d := testenv.StartDispatcher(t, "api", env...)
 	worker := testenv.StartDispatcher(t, "worker", env...)
 	enqueueOK(t, d, rc.URL, "bp-warm")
-	rc.WaitCount(t, 1, 10*time.Second)
+	// Delivered means asynq has marked it complete: freezing the worker
+	// between the POST and that write would make it a legitimate
+	// at-least-once duplicate, which is not what this test is about.
+	d.WaitState(t, "bp-warm", "delivered", 10*time.Second)
 
 	worker.Signal(syscall.SIGSTOP)
 	t.Cleanup(func() { worker.Signal(syscall.SIGCONT) })
