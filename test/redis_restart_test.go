@@ -356,7 +356,7 @@ func TestSlowRedisWorkerSide(t *testing.T) {
 	rc := testenv.NewReceiver(t, nil)
 	d := testenv.StartDispatcher(t, "all", "REDIS_URL="+redis.URL(), "WEBHOOK_CA_FILE="+rc.CAFile, faultRetries)
 	enqueueOK(t, d, rc.URL, "stall-warm")
-	rc.WaitCount(t, 1, 10*time.Second)
+	d.WaitState(t, "stall-warm", "delivered", 10*time.Second) // completed before the stall
 
 	if err := redis.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
