@@ -217,6 +217,19 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *api
 	return body, nil
 }
 
+// readJSON reads a JSON request body of at most limit bytes into v with
+// decodeStrict.
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) *apiError {
+	body, e := readBody(w, r, limit)
+	if e != nil {
+		return e
+	}
+	if err := decodeStrict(body, v); err != nil {
+		return malformed(err)
+	}
+	return nil
+}
+
 func malformed(err error) *apiError {
 	return &apiError{Status: http.StatusBadRequest, Code: "malformed", Message: err.Error()}
 }
@@ -273,16 +286,10 @@ type acceptedResponse struct {
 }
 
 func (a *API) createDelivery(w http.ResponseWriter, r *http.Request) {
-	body, e := readBody(w, r, MaxRequestBytes)
-	if e != nil {
+	var req DeliveryRequest
+	if e := readJSON(w, r, MaxRequestBytes, &req); e != nil {
 		a.count(ResultInvalid)
 		writeAPIError(w, e)
-		return
-	}
-	var req DeliveryRequest
-	if err := decodeStrict(body, &req); err != nil {
-		a.count(ResultInvalid)
-		writeAPIError(w, malformed(err))
 		return
 	}
 	d, e := a.prepare(req)
@@ -487,17 +494,12 @@ func (a *API) redeliverOne(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) redeliverBulk(w http.ResponseWriter, r *http.Request) {
-	body, e := readBody(w, r, MaxRequestBytes)
-	if e != nil {
-		writeAPIError(w, e)
-		return
-	}
 	var req struct {
 		State string `json:"state"`
 		Since string `json:"since"`
 	}
-	if err := decodeStrict(body, &req); err != nil {
-		writeAPIError(w, malformed(err))
+	if e := readJSON(w, r, MaxRequestBytes, &req); e != nil {
+		writeAPIError(w, e)
 		return
 	}
 	if req.State != StateFailed {
@@ -527,16 +529,11 @@ func (a *API) redeliverBulk(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) checkWebhook(w http.ResponseWriter, r *http.Request) {
-	body, e := readBody(w, r, MaxRequestBytes)
-	if e != nil {
-		writeAPIError(w, e)
-		return
-	}
 	var req struct {
 		URL *string `json:"url"`
 	}
-	if err := decodeStrict(body, &req); err != nil {
-		writeAPIError(w, malformed(err))
+	if e := readJSON(w, r, MaxRequestBytes, &req); e != nil {
+		writeAPIError(w, e)
 		return
 	}
 	if req.URL == nil {
