@@ -142,8 +142,8 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 
-	host := destination(d.Webhook)
-	release, err := h.acquire(ctx, d.ID, host, final)
+	host, hostname := destination(d.Webhook)
+	release, err := h.acquire(ctx, d.ID, host, hostname, final)
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return ctx.Err()
 	}
 	a.Attempt = retried + 1
-	h.record(ctx, d, a)
+	h.record(ctx, d, a, hostname)
 
 	if err == nil {
 		if h.Metrics != nil {
@@ -181,7 +181,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // otherwise defers the task without spending an attempt. The last attempt
 // cannot be deferred (asynq archives a task that errors on its last attempt,
 // deferral or not), so it waits for its slot.
-func (h *Handler) acquire(ctx context.Context, id, host string, final bool) (func(), error) {
+func (h *Handler) acquire(ctx context.Context, id, host, hostname string, final bool) (func(), error) {
 	if release, ok := h.Limiter.TryAcquire(host); ok {
 		return release, nil
 	}
@@ -203,7 +203,7 @@ func (h *Handler) acquire(ctx context.Context, id, host string, final bool) (fun
 		h.Metrics.Deferred()
 	}
 	delay := h.Limiter.DeferFor(host)
-	h.log().DebugContext(ctx, "destination busy; attempt deferred", keyDeliveryID, id, keyHost, destinationHost(host), "delay_ms", delay.Milliseconds())
+	h.log().DebugContext(ctx, "destination busy; attempt deferred", keyDeliveryID, id, keyHost, hostname, "delay_ms", delay.Milliseconds())
 	return nil, fmt.Errorf("deliver %s: %w", id, &DeferError{Delay: delay})
 }
 
@@ -302,7 +302,9 @@ func readSnippet(body io.Reader) string {
 	return string(buf[:n])
 }
 
-func (h *Handler) record(ctx context.Context, d Delivery, a Attempt) {
+// record logs a (hostname only: the path and query may carry a customer's
+// secret), counts it and writes it to the attempt log.
+func (h *Handler) record(ctx context.Context, d Delivery, a Attempt, hostname string) {
 	if h.Store != nil {
 		// The log write must not be lost to the attempt's own deadline.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -324,7 +326,7 @@ func (h *Handler) record(ctx context.Context, d Delivery, a Attempt) {
 		keyOutcome, a.Outcome,
 		keyStatus, a.Status,
 		keyDuration, a.DurationMs,
-		keyHost, destinationHost(d.Webhook),
+		keyHost, hostname,
 	)
 }
 
@@ -381,13 +383,14 @@ func Classify(err error) string {
 	}
 }
 
-// destination is the per-destination cap's key: scheme, host and port.
-func destination(raw string) string {
+// destination returns the per-destination cap's key (scheme, host and port)
+// and the host name alone, for logs, from one parse of the webhook URL.
+func destination(raw string) (key, hostname string) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return raw
+		return raw, ""
 	}
-	return u.Scheme + "://" + u.Host
+	return u.Scheme + "://" + u.Host, u.Hostname()
 }
 
 // redactURL keeps the scheme and host of raw and hides the rest.
@@ -400,14 +403,4 @@ func redactURL(raw string) string {
 		return u.Scheme + "://" + u.Host
 	}
 	return u.Scheme + "://" + u.Host + "/…"
-}
-
-// destinationHost is the host alone, for logs: never the path or query, which
-// may carry a customer's secret.
-func destinationHost(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	return u.Hostname()
 }
