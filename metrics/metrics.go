@@ -19,42 +19,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 )
 
 const namespace = "webhook"
 
-// Enqueue results, the values of the result label of webhook_enqueued_total.
-const (
-	ResultAccepted    = "accepted"    // stored in the queue
-	ResultDuplicate   = "duplicate"   // idempotency key seen before; nothing stored
-	ResultInvalid     = "invalid"     // request rejected by validation (4xx)
-	ResultRefused     = "refused"     // destination refused by urlguard
-	ResultUnavailable = "unavailable" // Redis could not take the task (5xx)
-)
-
-// enqueueResults lists every result label value; all are created at zero so rate() and the
-// dashboard see a series before the first request of each kind.
-var enqueueResults = []string{ResultAccepted, ResultDuplicate, ResultInvalid, ResultRefused, ResultUnavailable}
-
-// Attempt outcomes, the values of the outcome label of webhook_delivery_attempts_total.
-const (
-	OutcomeDelivered  = "delivered"   // the receiver answered 2xx
-	OutcomeHTTPStatus = "http_status" // the receiver answered, but not with 2xx
-	OutcomeTimeout    = "timeout"     // no answer within DELIVERY_TIMEOUT
-	OutcomeDNS        = "dns"         // the host did not resolve
-	OutcomeConnect    = "connect"     // TCP connect failed (refused, unreachable, reset)
-	OutcomeTLS        = "tls"         // TLS handshake or certificate failure
-	OutcomeBlocked    = "blocked"     // urlguard refused the resolved address at dial time
-	// OutcomeOther is where an outcome outside the list above is counted. Passing one is a
-	// programming error; it is counted, not dropped, so the total stays right and the
-	// mistake shows on the dashboard instead of becoming a new series.
-	OutcomeOther = "other"
-)
-
-var outcomes = map[string]bool{
-	OutcomeDelivered: true, OutcomeHTTPStatus: true, OutcomeTimeout: true, OutcomeDNS: true,
-	OutcomeConnect: true, OutcomeTLS: true, OutcomeBlocked: true,
-}
+// OutcomeOther is the outcome label under which an outcome outside
+// dispatcher.Outcomes is counted. Passing one is a programming error; it is
+// counted, not dropped, so the total stays right and the mistake shows on the
+// dashboard instead of becoming a new series.
+const OutcomeOther = "other"
 
 // maxAttemptLabel is the highest attempt number with its own label value: the schedule
 // allows 10 attempts; later ones only come from manual redeliveries and share "11+".
@@ -164,15 +139,20 @@ func New(reg *prometheus.Registry, build BuildInfo) *Metrics {
 	// Create the expected series at zero: a counter that appears only on its first
 	// increment is invisible to rate() and increase() for that first step, and an absent
 	// series cannot be told apart from a renamed one.
-	for _, r := range enqueueResults {
-		m.enqueued.WithLabelValues(r)
+	for _, r := range dispatcher.Results() {
+		m.enqueued.WithLabelValues(string(r))
 	}
-	m.attempts.WithLabelValues(OutcomeDelivered, "2xx")
-	for _, class := range []string{"3xx", "4xx", "5xx"} {
-		m.attempts.WithLabelValues(OutcomeHTTPStatus, class)
-	}
-	for _, o := range []string{OutcomeTimeout, OutcomeDNS, OutcomeConnect, OutcomeTLS, OutcomeBlocked} {
-		m.attempts.WithLabelValues(o, "none")
+	for _, o := range dispatcher.Outcomes() {
+		switch o {
+		case dispatcher.OutcomeDelivered:
+			m.attempts.WithLabelValues(string(o), "2xx")
+		case dispatcher.OutcomeHTTPStatus:
+			for _, class := range []string{"3xx", "4xx", "5xx"} {
+				m.attempts.WithLabelValues(string(o), class)
+			}
+		default:
+			m.attempts.WithLabelValues(string(o), "none")
+		}
 	}
 	for n := 1; n <= maxAttemptLabel+1; n++ {
 		m.attemptsByNumber.WithLabelValues(attemptLabel(n))
@@ -182,18 +162,17 @@ func New(reg *prometheus.Registry, build BuildInfo) *Metrics {
 	return m
 }
 
-// Enqueued counts one delivery request handled by the API. result is one of the Result*
-// constants; any other value is a programming error and is counted as ResultInvalid.
-func (m *Metrics) Enqueued(result string) {
+// Enqueued counts one delivery request handled by the API. result is one of
+// dispatcher.Results; any other value is a programming error and is counted as
+// dispatcher.ResultInvalid.
+func (m *Metrics) Enqueued(result dispatcher.Result) {
 	if m == nil {
 		return
 	}
-	switch result {
-	case ResultAccepted, ResultDuplicate, ResultInvalid, ResultRefused, ResultUnavailable:
-	default:
-		result = ResultInvalid
+	if !result.Valid() {
+		result = dispatcher.ResultInvalid
 	}
-	m.enqueued.WithLabelValues(result).Inc()
+	m.enqueued.WithLabelValues(string(result)).Inc()
 }
 
 // ObserveBatch records how many deliveries one enqueue request carried. Sizes below 0 are
@@ -205,22 +184,23 @@ func (m *Metrics) ObserveBatch(size int) {
 	m.batchSize.Observe(float64(max(size, 0)))
 }
 
-// ObserveAttempt records one delivery attempt: outcome is one of the Outcome* constants
+// ObserveAttempt records one delivery attempt: outcome is one of dispatcher.Outcomes
 // (others count as OutcomeOther), status is the HTTP status code or 0 when no response
 // came, attempt is the 1-based attempt number (values below 1 count as 1), and d is how
-// long the attempt took. Only OutcomeDelivered counts as a success in the duration
-// histogram.
-func (m *Metrics) ObserveAttempt(outcome string, status int, attempt int, d time.Duration) {
+// long the attempt took. Only dispatcher.OutcomeDelivered (exactly 200) counts as a
+// success in the duration histogram.
+func (m *Metrics) ObserveAttempt(outcome dispatcher.Outcome, status int, attempt int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	if !outcomes[outcome] {
-		outcome = OutcomeOther
+	label := string(outcome)
+	if !outcome.Valid() {
+		label = OutcomeOther
 	}
-	m.attempts.WithLabelValues(outcome, statusClass(status)).Inc()
+	m.attempts.WithLabelValues(label, statusClass(status)).Inc()
 	m.attemptsByNumber.WithLabelValues(attemptLabel(attempt)).Inc()
 	result := "failure"
-	if outcome == OutcomeDelivered {
+	if outcome == dispatcher.OutcomeDelivered {
 		result = "success"
 	}
 	m.attemptDuration.WithLabelValues(result).Observe(d.Seconds())

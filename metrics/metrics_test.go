@@ -17,23 +17,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 	"github.com/artificialstudio/webhook-dispatcher/metrics/promtest"
 )
 
 // Simulated deliveries, as the worker will report them. Each is one task's whole life.
 func deliverOK(m *Metrics) {
 	m.InFlight(1)
-	m.ObserveAttempt(OutcomeDelivered, 200, 1, 120*time.Millisecond)
+	m.ObserveAttempt(dispatcher.OutcomeDelivered, 200, 1, 120*time.Millisecond)
 	m.InFlight(-1)
 	m.ObserveDelivered(150 * time.Millisecond)
 }
 
 func deliverAfterRetry(m *Metrics) {
 	m.InFlight(1)
-	m.ObserveAttempt(OutcomeHTTPStatus, 500, 1, 80*time.Millisecond)
+	m.ObserveAttempt(dispatcher.OutcomeHTTPStatus, 500, 1, 80*time.Millisecond)
 	m.InFlight(-1)
 	m.InFlight(1)
-	m.ObserveAttempt(OutcomeDelivered, 204, 2, 90*time.Millisecond)
+	m.ObserveAttempt(dispatcher.OutcomeDelivered, 204, 2, 90*time.Millisecond)
 	m.InFlight(-1)
 	m.ObserveDelivered(5200 * time.Millisecond) // includes the 5 s retry delay
 }
@@ -41,7 +42,7 @@ func deliverAfterRetry(m *Metrics) {
 // deliverBlocked is a destination urlguard refuses at dial time: one attempt, no response.
 func deliverBlocked(m *Metrics) {
 	m.InFlight(1)
-	m.ObserveAttempt(OutcomeBlocked, 0, 1, time.Millisecond)
+	m.ObserveAttempt(dispatcher.OutcomeBlocked, 0, 1, time.Millisecond)
 	m.InFlight(-1)
 }
 
@@ -49,7 +50,7 @@ func deliverBlocked(m *Metrics) {
 func deliverNever(m *Metrics) {
 	for n := 1; n <= 10; n++ {
 		m.InFlight(1)
-		m.ObserveAttempt(OutcomeTimeout, 0, n, 10*time.Second)
+		m.ObserveAttempt(dispatcher.OutcomeTimeout, 0, n, 10*time.Second)
 		m.InFlight(-1)
 	}
 	m.Failed()
@@ -154,14 +155,14 @@ func TestAttemptLabel(t *testing.T) {
 
 func TestEnqueued(t *testing.T) {
 	tests := []struct {
-		result string
+		result dispatcher.Result
 		want   string // the label value counted
 	}{
-		{ResultAccepted, "accepted"},
-		{ResultDuplicate, "duplicate"},
-		{ResultInvalid, "invalid"},
-		{ResultRefused, "refused"},
-		{ResultUnavailable, "unavailable"},
+		{dispatcher.ResultAccepted, "accepted"},
+		{dispatcher.ResultDuplicate, "duplicate"},
+		{dispatcher.ResultInvalid, "invalid"},
+		{dispatcher.ResultRefused, "refused"},
+		{dispatcher.ResultUnavailable, "unavailable"},
 		{"Accepted", "invalid"}, // unknown values are a bug, counted as invalid
 		{"", "invalid"},
 	}
@@ -171,8 +172,8 @@ func TestEnqueued(t *testing.T) {
 		if got := testutil.ToFloat64(m.enqueued.WithLabelValues(tt.want)); got != 1 {
 			t.Errorf("Enqueued(%q): result=%q is %v, want 1", tt.result, tt.want, got)
 		}
-		if n := testutil.CollectAndCount(m.enqueued); n != len(enqueueResults) {
-			t.Errorf("Enqueued(%q) made %d series, want %d", tt.result, n, len(enqueueResults))
+		if n := testutil.CollectAndCount(m.enqueued); n != len(dispatcher.Results()) {
+			t.Errorf("Enqueued(%q) made %d series, want %d", tt.result, n, len(dispatcher.Results()))
 		}
 	}
 }
@@ -284,9 +285,9 @@ func TestSeriesExistAtStart(t *testing.T) {
 
 func TestNilMetrics(t *testing.T) {
 	var m *Metrics
-	m.Enqueued(ResultAccepted)
+	m.Enqueued(dispatcher.ResultAccepted)
 	m.ObserveBatch(3)
-	m.ObserveAttempt(OutcomeDelivered, 200, 1, time.Second)
+	m.ObserveAttempt(dispatcher.OutcomeDelivered, 200, 1, time.Second)
 	m.ObserveDelivered(time.Second)
 	m.Failed()
 	m.Redelivered(2)
@@ -348,8 +349,8 @@ func simulate(m *Metrics) {
 	deliverAfterRetry(m)
 	deliverBlocked(m)
 	deliverNever(m)
-	m.Enqueued(ResultAccepted)
-	m.Enqueued(ResultRefused)
+	m.Enqueued(dispatcher.ResultAccepted)
+	m.Enqueued(dispatcher.ResultRefused)
 	m.ObserveBatch(2)
 	m.Redelivered(1)
 	m.Deferred()

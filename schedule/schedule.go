@@ -48,6 +48,22 @@ func (s Schedule) Delay(n int) (d time.Duration, ok bool) {
 	return s[n], true
 }
 
+// Next returns the nominal time of the next attempt of a delivery that has
+// failed retried times so far in its cycle (asynq's retry count: 1 after the
+// first failed attempt), whose last attempt ended at lastAttemptEnd. ok is
+// false when no attempt follows (retried > Steps) or retried < 1.
+//
+// It is the one formula for retry times: the worker holds back a retry that
+// asynq hands over early (asynq keeps due times in whole seconds), and the
+// API and the CLI report nextAttemptAt with it.
+func (s Schedule) Next(lastAttemptEnd time.Time, retried int) (t time.Time, ok bool) {
+	d, ok := s.Delay(retried - 1)
+	if !ok {
+		return time.Time{}, false
+	}
+	return lastAttemptEnd.Add(d), true
+}
+
 // Window is the time from the end of the first failed attempt to the start of
 // the last retry: the sum of all steps (43h 21m 20s for Production).
 func (s Schedule) Window() time.Duration {

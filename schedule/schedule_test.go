@@ -71,3 +71,25 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestNext(t *testing.T) {
+	end := time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC)
+	tests := []struct {
+		retried int
+		want    time.Time
+		ok      bool
+	}{
+		{0, time.Time{}, false},
+		{1, end.Add(5 * time.Second), true},
+		{2, end.Add(15 * time.Second), true},
+		{9, end.Add(24 * time.Hour), true},
+		{10, time.Time{}, false},
+		{-1, time.Time{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := Production.Next(end, tt.retried)
+		if ok != tt.ok || !got.Equal(tt.want) {
+			t.Errorf("Next(end, %d) = %v, %v; want %v, %v", tt.retried, got, ok, tt.want, tt.ok)
+		}
+	}
+}

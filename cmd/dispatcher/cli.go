@@ -20,6 +20,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/api"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/queue"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
 
@@ -40,7 +43,7 @@ func checkURLCommand(args []string, getenv func(string) string, stdout, stderr i
 }
 
 // openService connects the operator commands to REDIS_URL.
-func openService(getenv func(string) string, redisURL string) (*dispatcher.Service, func(), error) {
+func openService(getenv func(string) string, redisURL string) (*queue.Service, func(), error) {
 	if redisURL == "" {
 		redisURL = getenv("REDIS_URL")
 	}
@@ -56,10 +59,10 @@ func openService(getenv func(string) string, redisURL string) (*dispatcher.Servi
 		return nil, nil, errors.New("redis: unexpected client type")
 	}
 	client := asynq.NewClientFromRedisClient(rdb)
-	svc := &dispatcher.Service{
+	svc := &queue.Service{
 		Client:    client,
 		Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		Store:     dispatcher.NewStore(rdb, 0),
+		Store:     store.New(rdb, 0),
 	}
 	if n, err := strconv.Atoi(getenv("ENQUEUE_MIN_REPLICAS")); err == nil && n > 0 {
 		svc.MinReplicas = n
@@ -96,7 +99,7 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 
 	switch sub {
 	case "list":
-		if *state != dispatcher.StateFailed {
+		if dispatcher.State(*state) != dispatcher.StateFailed {
 			return errUsage{errors.New("--state: only \"failed\" can be listed")}
 		}
 		list, next, err := svc.ListFailed(ctx, *cursor, *limit)
@@ -165,8 +168,8 @@ func enqueueCommand(ctx context.Context, args []string, getenv func(string) stri
 	if *file == "" || token == "" {
 		return errUsage{errors.New("usage: API_TOKEN=… dispatcher enqueue --file deliveries.jsonl [--api URL]")}
 	}
-	if *batchSize < 1 || *batchSize > dispatcher.MaxBatchItems {
-		return errUsage{fmt.Errorf("--batch must be 1..%d", dispatcher.MaxBatchItems)}
+	if *batchSize < 1 || *batchSize > api.MaxBatchItems {
+		return errUsage{fmt.Errorf("--batch must be 1..%d", api.MaxBatchItems)}
 	}
 	var in io.Reader = os.Stdin
 	if *file != "-" {
@@ -198,7 +201,7 @@ func enqueueCommand(ctx context.Context, args []string, getenv func(string) stri
 		}
 		defer resp.Body.Close()
 		var out struct {
-			Results []dispatcher.BatchResult `json:"results"`
+			Results []api.BatchResult `json:"results"`
 			Error   string                   `json:"error"`
 		}
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
@@ -228,7 +231,7 @@ func enqueueCommand(ctx context.Context, args []string, getenv func(string) stri
 	}
 
 	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), dispatcher.MaxRequestBytes)
+	sc.Buffer(make([]byte, 64<<10), api.MaxRequestBytes)
 	var batch []json.RawMessage
 	first := 1
 	lastProgress := time.Now()

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/queue"
 	"github.com/artificialstudio/webhook-dispatcher/schedule"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
@@ -156,7 +156,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 func (c config) logTTL() time.Duration {
 	retention := c.Retention
 	if retention <= 0 {
-		retention = dispatcher.DefaultRetention
+		retention = queue.DefaultRetention
 	}
 	return c.Schedule.Window() + retention + 24*time.Hour
 }

@@ -17,12 +17,16 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
-	asynqmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/api"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/limiter"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/queue"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/worker"
 	"github.com/artificialstudio/webhook-dispatcher/metrics"
 	"github.com/artificialstudio/webhook-dispatcher/payload"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
@@ -69,12 +73,12 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
 	guard := urlguard.New(cfg.AllowCIDRs...)
-	store := dispatcher.NewStore(rdb, cfg.logTTL())
-	defer store.Close() // after the workers have stopped (below), before rdb.Close
+	st := store.New(rdb, cfg.logTTL())
+	defer st.Close() // after the workers have stopped (below), before rdb.Close
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)
-	svc := &dispatcher.Service{
-		Client: client, Inspector: inspector, Store: store,
+	svc := &queue.Service{
+		Client: client, Inspector: inspector, Store: st,
 		Retention: cfg.Retention, Schedule: cfg.Schedule,
 		TaskTimeout: cfg.DeliveryTimeout + 30*time.Second,
 		MinReplicas: cfg.MinReplicas,
@@ -99,16 +103,15 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 
 	if runAPI {
 		// Queue gauges are read in exactly one process type: the API.
-		reg.MustRegister(metrics.NewQueueCollector(inspector, dispatcher.DefaultQueue))
-		reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
+		reg.MustRegister(metrics.NewQueueCollector(inspector, queue.DefaultQueue))
 		mon := asynqmon.New(asynqmon.Options{
 			RootPath:     "/monitoring",
 			RedisConnOpt: redisOpt,
 			ReadOnly:     true,
 		})
 		defer mon.Close()
-		api := &dispatcher.API{Service: svc, Guard: guard, Token: cfg.APIToken, Log: log, Metrics: m, Monitoring: mon}
-		srv := newHTTPServer(api.Handler(), log)
+		server := &api.API{Service: svc, Guard: guard, Token: cfg.APIToken, Log: log, Metrics: m, Monitoring: mon}
+		srv := newHTTPServer(server.Handler(), log)
 		ln, err := net.Listen("tcp", cfg.APIAddr)
 		if err != nil {
 			return fmt.Errorf("api: %w", err)
@@ -117,48 +120,46 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		start("api", func() error { return serveHTTP(ctx, srv, ln) })
 	}
 
-	var worker *asynq.Server
+	var srv *asynq.Server
 	if runWorker {
-		roots, err := dispatcher.LoadCertPool(cfg.CAFile)
+		roots, err := worker.LoadCertPool(cfg.CAFile)
 		if err != nil {
 			return fmt.Errorf("config: WEBHOOK_CA_FILE: %w", err)
 		}
 		m.SetConcurrency(cfg.Concurrency)
-		handler := &dispatcher.Handler{
-			Client:    dispatcher.NewClient(dispatcher.ClientOptions{Guard: guard, RootCAs: roots, Concurrency: cfg.Concurrency}),
-			Store:     store,
+		handler := &worker.Handler{
+			Client:    worker.NewClient(worker.ClientOptions{Guard: guard, RootCAs: roots, Concurrency: cfg.Concurrency}),
+			Store:     st,
 			Schedule:  cfg.Schedule,
 			Timeout:   cfg.DeliveryTimeout,
 			UserAgent: payload.UserAgent(version),
-			Limiter:   dispatcher.NewHostLimiter(cfg.HostConcurrency),
+			Limiter:   limiter.New(cfg.HostConcurrency),
 			Log:       log,
 			Metrics:   m,
 		}
-		worker = asynq.NewServerFromRedisClient(rdb, asynq.Config{
-			Concurrency:              cfg.Concurrency,
-			Queues:                   map[string]int{dispatcher.DefaultQueue: 1},
-			RetryDelayFunc:           dispatcher.RetryDelay(cfg.Schedule),
-			IsFailure:                dispatcher.IsFailure,
-			Logger:                   asynqLogger{log},
-			LogLevel:                 asynq.WarnLevel,
-			ShutdownTimeout:          cfg.ShutdownTimeout,
-			TaskCheckInterval:        cfg.PollInterval,
-			DelayedTaskCheckInterval: cfg.ForwardInterval,
-		})
+		srv = asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{
+			Concurrency:     cfg.Concurrency,
+			Schedule:        cfg.Schedule,
+			PollInterval:    cfg.PollInterval,
+			ForwardInterval: cfg.ForwardInterval,
+			ShutdownTimeout: cfg.ShutdownTimeout,
+			Logger:          asynqLogger{log},
+			LogLevel:        asynq.WarnLevel,
+		}))
 		mux := asynq.NewServeMux()
 		mux.Handle(dispatcher.TypeDeliver, handler)
-		if err := worker.Start(mux); err != nil {
+		if err := srv.Start(mux); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
 		log.Info("worker started", "concurrency", cfg.Concurrency, "host_concurrency", cfg.HostConcurrency,
-			"delivery_timeout", cfg.DeliveryTimeout.String(), "queue", dispatcher.DefaultQueue)
+			"delivery_timeout", cfg.DeliveryTimeout.String(), "queue", queue.DefaultQueue)
 	}
 
 	if cfg.MetricsAddr != "" && !(runAPI && cfg.MetricsAddr == cfg.APIAddr) {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(reg))
-		mux.HandleFunc("/healthz", dispatcher.Healthz)
-		mux.Handle("/readyz", dispatcher.Readyz(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }))
+		mux.HandleFunc("/healthz", api.Healthz)
+		mux.Handle("/readyz", api.Readyz(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }))
 		if cfg.Pprof {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -168,8 +169,8 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		}
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
-			if worker != nil {
-				worker.Shutdown()
+			if srv != nil {
+				srv.Shutdown()
 			}
 			return fmt.Errorf("metrics: %w", err)
 		}
@@ -185,8 +186,8 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		log.Error("stopping after error", "error", runErr)
 	}
 	cancel()
-	if worker != nil {
-		worker.Shutdown() // waits ShutdownTimeout, then hands unfinished tasks back
+	if srv != nil {
+		srv.Shutdown() // waits ShutdownTimeout, then hands unfinished tasks back
 	}
 	wg.Wait()
 	client.Close()

@@ -1,6 +1,3 @@
-// Package dispatcher queues webhook deliveries in Redis through asynq and
-// delivers them: the enqueue side, the worker handler, the attempt log and the
-// HTTP API that the generation pipeline and operators use.
 package dispatcher
 
 import (
@@ -15,10 +12,6 @@ import (
 // TypeDeliver is the asynq task type of one webhook delivery.
 const TypeDeliver = "webhook:deliver"
 
-// DefaultQueue is the asynq queue that holds deliveries. asynq's own tools
-// (the asynq CLI, asynqmon) show it under this name.
-const DefaultQueue = "webhooks"
-
 // Delivery is what one task carries: where to POST and the exact body bytes,
 // fixed at enqueue time.
 type Delivery struct {
@@ -31,10 +24,11 @@ type Delivery struct {
 // ErrBadTask marks a task whose payload cannot be read: retrying cannot fix it.
 var ErrBadTask = errors.New("dispatcher: malformed task payload")
 
-// encodeTask serialises d as the asynq task payload: JSON, so the queue stays
+// EncodeTask serialises d as the asynq task payload: JSON, so the queue stays
 // readable in asynqmon, built by appending so that the body bytes are copied
 // untouched (an encoder would re-scan and re-compact them on every enqueue).
-func encodeTask(d Delivery) ([]byte, error) {
+// It fails only when d.Body is not valid JSON.
+func EncodeTask(d Delivery) ([]byte, error) {
 	if !json.Valid(d.Body) {
 		return nil, fmt.Errorf("encode task %s: body is not JSON", d.ID)
 	}
@@ -69,7 +63,8 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-func decodeTask(payload []byte) (Delivery, error) {
+// DecodeTask reads a payload written by EncodeTask. Errors wrap ErrBadTask.
+func DecodeTask(payload []byte) (Delivery, error) {
 	var d Delivery
 	if err := json.Unmarshal(payload, &d); err != nil {
 		return Delivery{}, fmt.Errorf("%w: %w", ErrBadTask, err)
@@ -80,9 +75,9 @@ func decodeTask(payload []byte) (Delivery, error) {
 	return d, nil
 }
 
-// newTask builds the asynq task for d.
-func newTask(d Delivery) (*asynq.Task, error) {
-	payload, err := encodeTask(d)
+// NewTask builds the asynq task for d (type TypeDeliver, payload EncodeTask(d)).
+func NewTask(d Delivery) (*asynq.Task, error) {
+	payload, err := EncodeTask(d)
 	if err != nil {
 		return nil, err
 	}

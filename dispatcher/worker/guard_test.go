@@ -1,4 +1,4 @@
-package dispatcher
+package worker
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
 	"github.com/artificialstudio/webhook-dispatcher/schedule"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
@@ -78,12 +80,12 @@ func fakeDNS(tb testing.TB, answer netip.Addr) *net.Resolver {
 	}}
 }
 
-func newTestStore(tb testing.TB) *Store {
+func newTestStore(tb testing.TB) *store.Store {
 	tb.Helper()
 	mr := miniredis.RunT(tb)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	tb.Cleanup(func() { rdb.Close() })
-	return NewStore(rdb, time.Hour)
+	return store.New(rdb, time.Hour)
 }
 
 func tlsReceiver(tb testing.TB, h http.HandlerFunc) (*httptest.Server, *atomic.Int64) {
@@ -99,7 +101,7 @@ func tlsReceiver(tb testing.TB, h http.HandlerFunc) (*httptest.Server, *atomic.I
 
 func testTask(tb testing.TB, id, webhook string) *asynq.Task {
 	tb.Helper()
-	task, err := newTask(Delivery{ID: id, Webhook: webhook, EnqueuedAt: time.Now(), Body: []byte(`{"id":"` + id + `"}`)})
+	task, err := dispatcher.NewTask(dispatcher.Delivery{ID: id, Webhook: webhook, EnqueuedAt: time.Now(), Body: []byte(`{"id":"` + id + `"}`)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -124,12 +126,12 @@ func TestDNSRebindingBlocked(t *testing.T) {
 		guard     *urlguard.Guard
 		wantErr   bool
 		wantHits  int64
-		wantClass string
+		wantClass dispatcher.Outcome
 	}{
-		{"default guard", urlguard.New(), true, 0, OutcomeBlocked},
+		{"default guard", urlguard.New(), true, 0, dispatcher.OutcomeBlocked},
 		// Control: the same set-up with loopback exempted does connect, so the
 		// refusal above is the guard's doing and not a broken test.
-		{"loopback exempted", urlguard.New(netip.MustParsePrefix("127.0.0.1/32")), false, 1, OutcomeDelivered},
+		{"loopback exempted", urlguard.New(netip.MustParsePrefix("127.0.0.1/32")), false, 1, dispatcher.OutcomeDelivered},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			store := newTestStore(t)
@@ -189,9 +191,9 @@ func TestRedirectNotFollowed(t *testing.T) {
 	store := newTestStore(t)
 	h := &Handler{Client: client, Store: store, Schedule: schedule.Production, Timeout: 2 * time.Second}
 	err := h.ProcessTask(context.Background(), testTask(t, "redirect-1", srv.URL+"/hook"))
-	var se *StatusError
+	var se *dispatcher.StatusError
 	if !errors.As(err, &se) || se.Code != http.StatusFound {
-		t.Fatalf("ProcessTask = %v, want StatusError 302", err)
+		t.Fatalf("ProcessTask = %v, want dispatcher.StatusError 302", err)
 	}
 	if hits.Load() != 1 {
 		t.Errorf("receiver got %d requests, want 1", hits.Load())
@@ -204,7 +206,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 		}
 	}
 	attempts, _ := store.Attempts(context.Background(), "redirect-1")
-	if len(attempts) != 1 || attempts[0].Outcome != OutcomeHTTPStatus || attempts[0].Status != 302 {
+	if len(attempts) != 1 || attempts[0].Outcome != dispatcher.OutcomeHTTPStatus || attempts[0].Status != 302 {
 		t.Errorf("attempt log = %+v", attempts)
 	}
 }

@@ -1,4 +1,10 @@
-package dispatcher
+// Package api is the dispatcher's HTTP API: enqueue (single and batch),
+// status, listing, redelivery and the registration check, for the generation
+// pipeline and for operators. It depends only on the small Service interface
+// (the queue service satisfies it), so it is tested in process with a fake.
+//
+// It may not touch Redis or asynq directly.
+package api
 
 import (
 	"context"
@@ -16,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 	"github.com/artificialstudio/webhook-dispatcher/payload"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
@@ -29,27 +36,34 @@ const (
 	batchParallelism = 16
 )
 
-// Results counted by EnqueueRecorder.Enqueued.
-const (
-	ResultAccepted    = "accepted"
-	ResultDuplicate   = "duplicate"
-	ResultInvalid     = "invalid"
-	ResultRefused     = "refused"
-	ResultUnavailable = "unavailable"
-)
-
 // EnqueueRecorder receives the API's measurements; *metrics.Metrics satisfies it.
 type EnqueueRecorder interface {
-	Enqueued(result string)
+	Enqueued(result dispatcher.Result)
 	ObserveBatch(size int)
 	Redelivered(n int)
+}
+
+// Service is what the API needs of the queue service (*queue.Service).
+type Service interface {
+	// Enqueue stores d; errors wrap dispatcher.ErrDuplicate or ErrUnavailable.
+	Enqueue(ctx context.Context, d dispatcher.Delivery) error
+	// Status reports one delivery; errors wrap dispatcher.ErrNotFound or ErrUnavailable.
+	Status(ctx context.Context, id string) (dispatcher.Status, error)
+	// ListFailed pages through failed deliveries, newest first.
+	ListFailed(ctx context.Context, cursor string, limit int) ([]dispatcher.Status, string, error)
+	// Redeliver queues a failed or delivered delivery again.
+	Redeliver(ctx context.Context, id string) error
+	// RedeliverFailedSince redelivers every delivery failed at or after since.
+	RedeliverFailedSince(ctx context.Context, since time.Time) (int, error)
+	// Ping checks that the queue's Redis answers.
+	Ping(ctx context.Context) error
 }
 
 // API serves the enqueue and operator API. Service and Token are required;
 // nil Guard means the default policy, nil Log discards, nil Metrics skips,
 // nil Monitoring leaves /monitoring/ unrouted.
 type API struct {
-	Service    *Service
+	Service    Service
 	Guard      *urlguard.Guard
 	Token      string
 	Log        *slog.Logger
@@ -235,9 +249,9 @@ func malformed(err error) *apiError {
 }
 
 // prepare validates one request and fixes its body bytes; nothing touches Redis.
-func (a *API) prepare(req DeliveryRequest) (Delivery, *apiError) {
+func (a *API) prepare(req DeliveryRequest) (dispatcher.Delivery, *apiError) {
 	if req.Generation == nil {
-		return Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_generation", Message: "generation is required",
+		return dispatcher.Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_generation", Message: "generation is required",
 			Fields: []payload.FieldError{{Field: "generation", Reason: "is required"}}}
 	}
 	g, err := payload.Normalize(*req.Generation)
@@ -247,48 +261,48 @@ func (a *API) prepare(req DeliveryRequest) (Delivery, *apiError) {
 		if errors.As(err, &ve) {
 			e.Fields = ve.Fields
 		}
-		return Delivery{}, e
+		return dispatcher.Delivery{}, e
 	}
 	if req.Webhook == "" {
-		return Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_webhook", Message: "webhook is required",
+		return dispatcher.Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_webhook", Message: "webhook is required",
 			Fields: []payload.FieldError{{Field: "webhook", Reason: "is required"}}}
 	}
 	if err := a.Guard.CheckURL(req.Webhook); err != nil {
-		return Delivery{}, &apiError{Status: http.StatusUnprocessableEntity, Code: "webhook_refused", Message: err.Error()}
+		return dispatcher.Delivery{}, &apiError{Status: http.StatusUnprocessableEntity, Code: "webhook_refused", Message: err.Error()}
 	}
 	body, err := payload.Encode(g)
 	if err != nil {
-		return Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_generation", Message: err.Error()}
+		return dispatcher.Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_generation", Message: err.Error()}
 	}
-	return Delivery{ID: g.ID, Webhook: req.Webhook, Body: body}, nil
+	return dispatcher.Delivery{ID: g.ID, Webhook: req.Webhook, Body: body}, nil
 }
 
 // enqueue stores d and maps the outcome to an answer status.
-func (a *API) enqueue(ctx context.Context, d Delivery) (int, *apiError) {
+func (a *API) enqueue(ctx context.Context, d dispatcher.Delivery) (int, *apiError) {
 	err := a.Service.Enqueue(ctx, d)
 	switch {
 	case err == nil:
-		a.count(ResultAccepted)
+		a.count(dispatcher.ResultAccepted)
 		return http.StatusAccepted, nil
-	case errors.Is(err, ErrDuplicate):
-		a.count(ResultDuplicate)
+	case errors.Is(err, dispatcher.ErrDuplicate):
+		a.count(dispatcher.ResultDuplicate)
 		return http.StatusConflict, &apiError{Status: http.StatusConflict, Code: "duplicate", Message: "a delivery for generation " + d.ID + " already exists"}
 	default:
-		a.count(ResultUnavailable)
-		a.log().Warn("enqueue failed", keyDeliveryID, d.ID, "error", err)
+		a.count(dispatcher.ResultUnavailable)
+		a.log().Warn("enqueue failed", "delivery_id", d.ID, "error", err)
 		return http.StatusServiceUnavailable, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "queue unavailable or too slow: the delivery may not have been stored; send it again (409 then means it was)"}
 	}
 }
 
 type acceptedResponse struct {
-	ID    string `json:"id"`
-	State string `json:"state"`
+	ID    string           `json:"id"`
+	State dispatcher.State `json:"state"`
 }
 
 func (a *API) createDelivery(w http.ResponseWriter, r *http.Request) {
 	var req DeliveryRequest
 	if e := readJSON(w, r, MaxRequestBytes, &req); e != nil {
-		a.count(ResultInvalid)
+		a.count(dispatcher.ResultInvalid)
 		writeAPIError(w, e)
 		return
 	}
@@ -304,14 +318,14 @@ func (a *API) createDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/deliveries/"+d.ID)
-	writeJSON(w, status, acceptedResponse{ID: d.ID, State: StatePending})
+	writeJSON(w, status, acceptedResponse{ID: d.ID, State: dispatcher.StatePending})
 }
 
 // BatchResult is one item's answer in a batch, in request order.
 type BatchResult struct {
 	ID     string               `json:"id,omitempty"`
 	Status int                  `json:"status"`
-	State  string               `json:"state,omitempty"`
+	State  dispatcher.State     `json:"state,omitempty"`
 	Error  string               `json:"error,omitempty"`
 	Code   string               `json:"code,omitempty"`
 	Fields []payload.FieldError `json:"fields,omitempty"`
@@ -352,13 +366,13 @@ func (a *API) createBatch(w http.ResponseWriter, r *http.Request) {
 // trying, so the caller resends exactly those.
 func (a *API) enqueueBatch(ctx context.Context, items []json.RawMessage) []BatchResult {
 	results := make([]BatchResult, len(items))
-	deliveries := make([]Delivery, len(items))
+	deliveries := make([]dispatcher.Delivery, len(items))
 	todo := make([]int, 0, len(items))
 	seen := make(map[string]struct{}, len(items))
 	for i, raw := range items {
 		var req DeliveryRequest
 		if err := decodeStrict(raw, &req); err != nil {
-			a.count(ResultInvalid)
+			a.count(dispatcher.ResultInvalid)
 			results[i] = resultFromError(malformed(err))
 			results[i].ID = looseID(raw)
 			continue
@@ -373,7 +387,7 @@ func (a *API) enqueueBatch(ctx context.Context, items []json.RawMessage) []Batch
 			continue
 		}
 		if _, dup := seen[d.ID]; dup {
-			a.count(ResultDuplicate)
+			a.count(dispatcher.ResultDuplicate)
 			results[i] = BatchResult{ID: d.ID, Status: http.StatusConflict, Code: "duplicate", Error: "generation " + d.ID + " appears earlier in this batch"}
 			continue
 		}
@@ -399,7 +413,7 @@ func (a *API) enqueueBatch(ctx context.Context, items []json.RawMessage) []Batch
 				skip := broken
 				mu.Unlock()
 				if skip {
-					a.count(ResultUnavailable)
+					a.count(dispatcher.ResultUnavailable)
 					results[i] = BatchResult{ID: d.ID, Status: http.StatusServiceUnavailable, Code: "unavailable", Error: "queue unavailable, not stored; resend this item"}
 					continue
 				}
@@ -414,7 +428,7 @@ func (a *API) enqueueBatch(ctx context.Context, items []json.RawMessage) []Batch
 					}
 					continue
 				}
-				results[i] = BatchResult{ID: d.ID, Status: status, State: StatePending}
+				results[i] = BatchResult{ID: d.ID, Status: status, State: dispatcher.StatePending}
 			}
 		}()
 	}
@@ -455,7 +469,7 @@ func (a *API) getDelivery(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if state := q.Get("state"); state != StateFailed {
+	if state := dispatcher.State(q.Get("state")); state != dispatcher.StateFailed {
 		writeError(w, http.StatusBadRequest, "bad_state", "state must be \"failed\" (the only listing supported)")
 		return
 	}
@@ -470,7 +484,7 @@ func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) {
 	}
 	list, next, err := a.Service.ListFailed(r.Context(), q.Get("cursor"), limit)
 	if err != nil {
-		if errors.Is(err, ErrBadCursor) {
+		if errors.Is(err, dispatcher.ErrBadCursor) {
 			writeError(w, http.StatusBadRequest, "bad_cursor", err.Error())
 			return
 		}
@@ -489,20 +503,20 @@ func (a *API) redeliverOne(w http.ResponseWriter, r *http.Request) {
 	if a.Metrics != nil {
 		a.Metrics.Redelivered(1)
 	}
-	a.log().Info("redelivery queued", keyDeliveryID, id)
-	writeJSON(w, http.StatusAccepted, acceptedResponse{ID: id, State: StatePending})
+	a.log().Info("redelivery queued", "delivery_id", id)
+	writeJSON(w, http.StatusAccepted, acceptedResponse{ID: id, State: dispatcher.StatePending})
 }
 
 func (a *API) redeliverBulk(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		State string `json:"state"`
-		Since string `json:"since"`
+		State dispatcher.State `json:"state"`
+		Since string           `json:"since"`
 	}
 	if e := readJSON(w, r, MaxRequestBytes, &req); e != nil {
 		writeAPIError(w, e)
 		return
 	}
-	if req.State != StateFailed {
+	if req.State != dispatcher.StateFailed {
 		writeError(w, http.StatusBadRequest, "bad_state", "state must be \"failed\"")
 		return
 	}
@@ -549,11 +563,11 @@ func (a *API) checkWebhook(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) writeServiceError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, dispatcher.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no such delivery")
-	case errors.Is(err, ErrInProgress):
+	case errors.Is(err, dispatcher.ErrInProgress):
 		writeError(w, http.StatusConflict, "in_progress", "the delivery is still pending or retrying")
-	case errors.Is(err, ErrDuplicate):
+	case errors.Is(err, dispatcher.ErrDuplicate):
 		writeError(w, http.StatusConflict, "duplicate", "a delivery with this id is already queued")
 	default:
 		a.log().Warn("request failed", "error", err)
@@ -561,7 +575,7 @@ func (a *API) writeServiceError(w http.ResponseWriter, err error) {
 	}
 }
 
-func (a *API) count(result string) {
+func (a *API) count(result dispatcher.Result) {
 	if a.Metrics != nil {
 		a.Metrics.Enqueued(result)
 	}
@@ -569,9 +583,9 @@ func (a *API) count(result string) {
 
 func (a *API) countRefusal(e *apiError) {
 	if e.Status == http.StatusUnprocessableEntity {
-		a.count(ResultRefused)
+		a.count(dispatcher.ResultRefused)
 	} else {
-		a.count(ResultInvalid)
+		a.count(dispatcher.ResultInvalid)
 	}
 }
 

@@ -1,19 +1,21 @@
-package dispatcher
+package limiter
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 )
 
-// HostLimiter caps concurrent attempts per destination (scheme, host and port)
-// within one worker process, so one customer's slow or dead endpoint can hold
+// Local caps concurrent attempts per destination within one worker process, so one customer's slow or dead endpoint can hold
 // at most max of the worker's slots and everyone else's webhooks keep flowing.
 //
 // It also remembers how long each destination's recent attempts took, so that
 // a busy but healthy destination is worth a short wait for a slot while a dead
-// one (attempts ending in the timeout) is not. A nil *HostLimiter imposes no cap.
-type HostLimiter struct {
+// one (attempts ending in the timeout) is not. A nil *Local imposes no cap.
+type Local struct {
 	max   int
 	mu    sync.Mutex
 	hosts map[string]*hostSlots
@@ -21,7 +23,7 @@ type HostLimiter struct {
 
 type hostSlots struct {
 	sem     chan struct{}
-	waiters int           // callers blocked in Acquire
+	waiters int           // callers blocked in wait
 	avg     time.Duration // moving average of attempt durations; 0 before the first
 	created time.Time
 	// nextFree is a virtual clock: when the next deferred task can expect a
@@ -35,25 +37,58 @@ type hostSlots struct {
 // are forgotten, bounding memory on a worker that sees many customers.
 const idleSweepAt = 4096
 
-// NewHostLimiter returns a limiter allowing max concurrent attempts per
-// destination; max <= 0 returns nil (no cap).
-func NewHostLimiter(max int) *HostLimiter {
-	if max <= 0 {
-		return nil
-	}
-	return &HostLimiter{max: max, hosts: make(map[string]*hostSlots)}
+// NewLocal returns a limiter allowing max (>= 1) concurrent attempts per
+// destination in this process.
+func NewLocal(max int) *Local {
+	return &Local{max: max, hosts: make(map[string]*hostSlots)}
 }
 
-// Max returns the per-destination cap, 0 for none.
-func (l *HostLimiter) Max() int {
-	if l == nil {
-		return 0
+var _ Limiter = (*Local)(nil)
+
+// Acquire takes a slot for dest. When they are all taken it waits briefly if
+// the destination answers fast (a slot frees up soon), and otherwise returns
+// a *dispatcher.DeferError with the wait booked for the task. A final attempt
+// cannot be deferred (asynq archives a task that errors on its last attempt,
+// deferral or not), so it waits for its slot until ctx ends.
+func (l *Local) Acquire(ctx context.Context, dest string, final bool) (Slot, error) {
+	if release, ok := l.TryAcquire(dest); ok {
+		return Slot{Dest: dest, release: release}, nil
 	}
-	return l.max
+	if final {
+		release, err := l.wait(ctx, dest)
+		if err != nil {
+			return Slot{}, err
+		}
+		return Slot{Dest: dest, release: release}, nil
+	}
+	if wait := l.WorthWaiting(dest, SlotWaitBudget); wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		release, err := l.wait(wctx, dest)
+		cancel()
+		if err == nil {
+			return Slot{Dest: dest, release: release}, nil
+		}
+		if ctx.Err() != nil {
+			return Slot{}, ctx.Err()
+		}
+	}
+	return Slot{}, fmt.Errorf("acquire %s: %w", dest, &dispatcher.DeferError{Delay: l.DeferFor(dest)})
 }
+
+// Release frees s and records how long its attempt took.
+func (l *Local) Release(s Slot, took time.Duration) {
+	if s.release == nil {
+		return
+	}
+	l.Observe(s.Dest, took)
+	s.release()
+}
+
+// Max returns the per-destination cap.
+func (l *Local) Max() int { return l.max }
 
 // slots returns host's entry; the caller holds l.mu.
-func (l *HostLimiter) slots(host string) *hostSlots {
+func (l *Local) slots(host string) *hostSlots {
 	s := l.hosts[host]
 	if s == nil {
 		if len(l.hosts) >= idleSweepAt {
@@ -71,10 +106,7 @@ func (l *HostLimiter) slots(host string) *hostSlots {
 
 // TryAcquire takes a slot for host without waiting; ok is false when all of
 // the host's slots are taken. Call release exactly once when ok.
-func (l *HostLimiter) TryAcquire(host string) (release func(), ok bool) {
-	if l == nil {
-		return func() {}, true
-	}
+func (l *Local) TryAcquire(host string) (release func(), ok bool) {
 	l.mu.Lock()
 	s := l.slots(host)
 	l.mu.Unlock()
@@ -92,11 +124,8 @@ func (l *HostLimiter) TryAcquire(host string) (release func(), ok bool) {
 	}
 }
 
-// Acquire waits for a slot for host until ctx ends.
-func (l *HostLimiter) Acquire(ctx context.Context, host string) (release func(), err error) {
-	if l == nil {
-		return func() {}, nil
-	}
+// wait waits for a slot for host until ctx ends.
+func (l *Local) wait(ctx context.Context, host string) (release func(), err error) {
 	l.mu.Lock()
 	s := l.slots(host)
 	s.waiters++
@@ -119,10 +148,7 @@ func (l *HostLimiter) Acquire(ctx context.Context, host string) (release func(),
 // to free up within it, and 0 (do not wait) when they do not. Before any
 // attempt to the host has finished, a new host is given the benefit of the
 // doubt until budget has passed since its first attempt began.
-func (l *HostLimiter) WorthWaiting(host string, budget time.Duration) time.Duration {
-	if l == nil {
-		return 0
-	}
+func (l *Local) WorthWaiting(host string, budget time.Duration) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.hosts[host]
@@ -158,10 +184,7 @@ const (
 // DeferFor books a future slot for a task that found host busy and returns
 // how long the task should wait for it: the destination's expected drain time
 // for the tasks deferred before it, between MinDefer and MaxDefer.
-func (l *HostLimiter) DeferFor(host string) time.Duration {
-	if l == nil {
-		return MinDefer
-	}
+func (l *Local) DeferFor(host string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.slots(host)
@@ -169,16 +192,13 @@ func (l *HostLimiter) DeferFor(host string) time.Duration {
 	if s.nextFree.Before(now) {
 		s.nextFree = now
 	}
-	slot := max(s.avg, slotWaitBudget) / time.Duration(l.max)
+	slot := max(s.avg, SlotWaitBudget) / time.Duration(l.max)
 	s.nextFree = s.nextFree.Add(slot)
 	return min(max(s.nextFree.Sub(now), MinDefer), MaxDefer)
 }
 
 // Observe records how long an attempt to host took.
-func (l *HostLimiter) Observe(host string, d time.Duration) {
-	if l == nil {
-		return
-	}
+func (l *Local) Observe(host string, d time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.slots(host)
@@ -190,10 +210,7 @@ func (l *HostLimiter) Observe(host string, d time.Duration) {
 }
 
 // InUse reports how many slots host holds now.
-func (l *HostLimiter) InUse(host string) int {
-	if l == nil {
-		return 0
-	}
+func (l *Local) InUse(host string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if s := l.hosts[host]; s != nil {

@@ -1,4 +1,12 @@
-package dispatcher
+// Package store owns every Redis key of the dispatcher outside asynq's own:
+// the attempt log, the failed records and their index, the replication
+// barrier used for WAIT, and the health check. Keys are built only in
+// keys.go, so a change of key scheme (hash tags for Redis Cluster) is one
+// edit there.
+//
+// It may not touch asynq's keys (the queue package goes through asynq's
+// Client and Inspector for those) and knows nothing of HTTP.
+package store
 
 import (
 	"context"
@@ -11,6 +19,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 )
 
 // MaxLoggedAttempts bounds one delivery's attempt log: the ten scheduled
@@ -18,43 +28,12 @@ import (
 // trimmed first.
 const MaxLoggedAttempts = 50
 
-// ResponseSnippetBytes is how much of each response body the attempt log keeps.
-const ResponseSnippetBytes = 1024
-
-// Attempt is one entry of the attempt log: one POST (or one refused dial).
-type Attempt struct {
-	// Attempt counts from 1 within a delivery cycle; a manual redelivery starts
-	// a new cycle at 1.
-	Attempt    int       `json:"attempt"`
-	StartedAt  time.Time `json:"startedAt"`
-	EndedAt    time.Time `json:"endedAt"`
-	DurationMs float64   `json:"durationMs"`
-	// Outcome is "delivered" or the error class: http_status, timeout, dns,
-	// connect, tls, blocked.
-	Outcome string `json:"outcome"`
-	// Status is the HTTP status code, 0 when no response arrived.
-	Status int    `json:"status,omitempty"`
-	Error  string `json:"error,omitempty"`
-	// ResponseBody is the first ResponseSnippetBytes of the response body.
-	ResponseBody string `json:"responseBody,omitempty"`
-}
-
-// FailedRecord is what the store keeps of a delivery that used up its
-// attempts. It lives outside asynq's archive, which trims itself (10,000 tasks
-// or 90 days per queue in asynq v0.26), so a failed delivery is never dropped
-// silently: it stays until it is redelivered.
-type FailedRecord struct {
-	Delivery
-	FailedAt  time.Time `json:"failedAt"`
-	LastError string    `json:"lastError"`
-}
-
 // Store keeps the attempt log and the failed deliveries in Redis, next to
 // asynq's keys. Attempt logs expire LogTTL after their last entry, except for
 // failed deliveries, whose logs are kept as long as the failed record.
 type Store struct {
 	rdb    redis.UniversalClient
-	prefix string
+	keys   keyspace
 	logTTL time.Duration
 
 	startWriter sync.Once
@@ -72,13 +51,13 @@ type appendRequest struct {
 // maxAppendBatch bounds how many attempt-log writes share one pipeline.
 const maxAppendBatch = 256
 
-// NewStore returns a store on rdb. logTTL must cover the retry window plus the
+// New returns a store on rdb. logTTL must cover the retry window plus the
 // retention of completed deliveries; zero means 7 days plus 48 hours.
-func NewStore(rdb redis.UniversalClient, logTTL time.Duration) *Store {
+func New(rdb redis.UniversalClient, logTTL time.Duration) *Store {
 	if logTTL <= 0 {
 		logTTL = 7*24*time.Hour + 48*time.Hour
 	}
-	return &Store{rdb: rdb, prefix: "webhook:", logTTL: logTTL,
+	return &Store{rdb: rdb, keys: defaultKeyspace, logTTL: logTTL,
 		appends: make(chan appendRequest), stop: make(chan struct{}), stopped: make(chan struct{})}
 }
 
@@ -93,23 +72,19 @@ func (s *Store) Close() {
 	<-s.stopped
 }
 
-func (s *Store) attemptsKey(id string) string { return s.prefix + "attempts:" + id }
-func (s *Store) failedKey(id string) string   { return s.prefix + "failed:" + id }
-func (s *Store) failedIndex() string          { return s.prefix + "failed" }
-
 // ErrStoreClosed is returned by AppendAttempt after Close.
-var ErrStoreClosed = errors.New("dispatcher: store closed")
+var ErrStoreClosed = errors.New("store: closed")
 
 // AppendAttempt adds a to id's attempt log and returns once Redis holds it.
 // Concurrent calls share one pipeline (a group commit): under load a worker
 // makes one Redis round trip for many deliveries' log entries, not one each.
-func (s *Store) AppendAttempt(ctx context.Context, id string, a Attempt) error {
+func (s *Store) AppendAttempt(ctx context.Context, id string, a dispatcher.Attempt) error {
 	entry, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("encode attempt for %s: %w", id, err)
 	}
 	s.startWriter.Do(func() { go s.writeLoop() })
-	req := appendRequest{key: s.attemptsKey(id), entry: entry, done: make(chan error, 1)}
+	req := appendRequest{key: s.keys.attempts(id), entry: entry, done: make(chan error, 1)}
 	select {
 	case s.appends <- req:
 	case <-s.stop:
@@ -167,29 +142,29 @@ func (s *Store) writeLoop() {
 }
 
 // LastAttempt returns the newest entry of id's log; ok is false when the log is empty.
-func (s *Store) LastAttempt(ctx context.Context, id string) (a Attempt, ok bool, err error) {
-	raw, err := s.rdb.LIndex(ctx, s.attemptsKey(id), -1).Bytes()
+func (s *Store) LastAttempt(ctx context.Context, id string) (a dispatcher.Attempt, ok bool, err error) {
+	raw, err := s.rdb.LIndex(ctx, s.keys.attempts(id), -1).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return Attempt{}, false, nil
+		return dispatcher.Attempt{}, false, nil
 	}
 	if err != nil {
-		return Attempt{}, false, fmt.Errorf("read last attempt of %s: %w", id, err)
+		return dispatcher.Attempt{}, false, fmt.Errorf("read last attempt of %s: %w", id, err)
 	}
 	if err := json.Unmarshal(raw, &a); err != nil {
-		return Attempt{}, false, fmt.Errorf("decode last attempt of %s: %w", id, err)
+		return dispatcher.Attempt{}, false, fmt.Errorf("decode last attempt of %s: %w", id, err)
 	}
 	return a, true, nil
 }
 
 // Attempts returns id's whole log, oldest first.
-func (s *Store) Attempts(ctx context.Context, id string) ([]Attempt, error) {
-	raws, err := s.rdb.LRange(ctx, s.attemptsKey(id), 0, -1).Result()
+func (s *Store) Attempts(ctx context.Context, id string) ([]dispatcher.Attempt, error) {
+	raws, err := s.rdb.LRange(ctx, s.keys.attempts(id), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read attempts of %s: %w", id, err)
 	}
-	out := make([]Attempt, 0, len(raws))
+	out := make([]dispatcher.Attempt, 0, len(raws))
 	for _, raw := range raws {
-		var a Attempt
+		var a dispatcher.Attempt
 		if err := json.Unmarshal([]byte(raw), &a); err != nil {
 			return nil, fmt.Errorf("decode attempt of %s: %w", id, err)
 		}
@@ -200,15 +175,15 @@ func (s *Store) Attempts(ctx context.Context, id string) ([]Attempt, error) {
 
 // MarkFailed records r and keeps its attempt log without expiry, in one
 // transaction.
-func (s *Store) MarkFailed(ctx context.Context, r FailedRecord) error {
+func (s *Store) MarkFailed(ctx context.Context, r dispatcher.FailedRecord) error {
 	raw, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode failed record %s: %w", r.ID, err)
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.failedKey(r.ID), raw, 0)
-		p.ZAdd(ctx, s.failedIndex(), redis.Z{Score: float64(r.FailedAt.UnixMilli()), Member: r.ID})
-		p.Persist(ctx, s.attemptsKey(r.ID))
+		p.Set(ctx, s.keys.failed(r.ID), raw, 0)
+		p.ZAdd(ctx, s.keys.failedIndex(), redis.Z{Score: float64(r.FailedAt.UnixMilli()), Member: r.ID})
+		p.Persist(ctx, s.keys.attempts(r.ID))
 		return nil
 	})
 	if err != nil {
@@ -218,16 +193,16 @@ func (s *Store) MarkFailed(ctx context.Context, r FailedRecord) error {
 }
 
 // Failed returns the failed record of id; ok is false when there is none.
-func (s *Store) Failed(ctx context.Context, id string) (r FailedRecord, ok bool, err error) {
-	raw, err := s.rdb.Get(ctx, s.failedKey(id)).Bytes()
+func (s *Store) Failed(ctx context.Context, id string) (r dispatcher.FailedRecord, ok bool, err error) {
+	raw, err := s.rdb.Get(ctx, s.keys.failed(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return FailedRecord{}, false, nil
+		return dispatcher.FailedRecord{}, false, nil
 	}
 	if err != nil {
-		return FailedRecord{}, false, fmt.Errorf("read failed record %s: %w", id, err)
+		return dispatcher.FailedRecord{}, false, fmt.Errorf("read failed record %s: %w", id, err)
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return FailedRecord{}, false, fmt.Errorf("decode failed record %s: %w", id, err)
+		return dispatcher.FailedRecord{}, false, fmt.Errorf("decode failed record %s: %w", id, err)
 	}
 	return r, true, nil
 }
@@ -236,9 +211,9 @@ func (s *Store) Failed(ctx context.Context, id string) (r FailedRecord, ok bool,
 // attempt log expire like any other.
 func (s *Store) ClearFailed(ctx context.Context, id string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.failedKey(id))
-		p.ZRem(ctx, s.failedIndex(), id)
-		p.Expire(ctx, s.attemptsKey(id), s.logTTL)
+		p.Del(ctx, s.keys.failed(id))
+		p.ZRem(ctx, s.keys.failedIndex(), id)
+		p.Expire(ctx, s.keys.attempts(id), s.logTTL)
 		return nil
 	})
 	if err != nil {
@@ -247,12 +222,9 @@ func (s *Store) ClearFailed(ctx context.Context, id string) error {
 	return nil
 }
 
-// ErrBadCursor is returned for a listing cursor this store did not issue.
-var ErrBadCursor = errors.New("dispatcher: invalid cursor")
-
 // ListFailed returns up to limit failed records, newest first, starting after
 // cursor ("" for the first page), and the cursor of the next page ("" at the end).
-func (s *Store) ListFailed(ctx context.Context, cursor string, limit int) ([]FailedRecord, string, error) {
+func (s *Store) ListFailed(ctx context.Context, cursor string, limit int) ([]dispatcher.FailedRecord, string, error) {
 	if limit <= 0 {
 		limit = 50
 	}
@@ -263,7 +235,7 @@ func (s *Store) ListFailed(ctx context.Context, cursor string, limit int) ([]Fai
 		scoreText, id, found := strings.Cut(cursor, ":")
 		score, err := strconv.ParseInt(scoreText, 10, 64)
 		if !found || err != nil || id == "" {
-			return nil, "", fmt.Errorf("%w: %q", ErrBadCursor, cursor)
+			return nil, "", fmt.Errorf("%w: %q", dispatcher.ErrBadCursor, cursor)
 		}
 		afterScore, afterID = score, id
 		max = scoreText
@@ -272,7 +244,7 @@ func (s *Store) ListFailed(ctx context.Context, cursor string, limit int) ([]Fai
 	// not below the cursor's id were on an earlier page. Over-fetch to skip them.
 	var ids []redis.Z
 	for fetch := int64(limit) + 1; ; fetch *= 2 {
-		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, s.failedIndex(), &redis.ZRangeBy{
+		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, s.keys.failedIndex(), &redis.ZRangeBy{
 			Max: max, Min: "-inf", Count: fetch,
 		}).Result()
 		if err != nil {
@@ -296,7 +268,7 @@ func (s *Store) ListFailed(ctx context.Context, cursor string, limit int) ([]Fai
 		last := ids[len(ids)-1]
 		next = strconv.FormatInt(int64(last.Score), 10) + ":" + last.Member.(string)
 	}
-	out := make([]FailedRecord, 0, len(ids))
+	out := make([]dispatcher.FailedRecord, 0, len(ids))
 	for _, z := range ids {
 		r, ok, err := s.Failed(ctx, z.Member.(string))
 		if err != nil {
@@ -312,7 +284,7 @@ func (s *Store) ListFailed(ctx context.Context, cursor string, limit int) ([]Fai
 // FailedSince returns the ids of deliveries that failed at or after since,
 // oldest first.
 func (s *Store) FailedSince(ctx context.Context, since time.Time) ([]string, error) {
-	ids, err := s.rdb.ZRangeByScore(ctx, s.failedIndex(), &redis.ZRangeBy{
+	ids, err := s.rdb.ZRangeByScore(ctx, s.keys.failedIndex(), &redis.ZRangeBy{
 		Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf",
 	}).Result()
 	if err != nil {
@@ -323,9 +295,45 @@ func (s *Store) FailedSince(ctx context.Context, since time.Time) ([]string, err
 
 // CountFailed returns how many failed deliveries the store holds.
 func (s *Store) CountFailed(ctx context.Context) (int64, error) {
-	n, err := s.rdb.ZCard(ctx, s.failedIndex()).Result()
+	n, err := s.rdb.ZCard(ctx, s.keys.failedIndex()).Result()
 	if err != nil {
 		return 0, fmt.Errorf("count failed deliveries: %w", err)
 	}
 	return n, nil
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis: %w", err)
+	}
+	return nil
+}
+
+// WaitReplicas returns nil once n replicas hold every write made so far, or
+// an error after timeout (bounded by ctx's deadline). WAIT only counts its own
+// connection's writes, and asynq's enqueue ran on a connection of its
+// choosing, so the WAIT follows a write of its own on one pipelined
+// connection: that write comes after the task in the replication stream, and
+// a replica that acknowledges it holds the task. n <= 0 returns nil at once.
+func (s *Store) WaitReplicas(ctx context.Context, n int, timeout time.Duration) error {
+	if n <= 0 {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if timeout < time.Millisecond { // WAIT n 0 would block for ever
+		return fmt.Errorf("wait for replicas: %w", context.DeadlineExceeded)
+	}
+	pipe := s.rdb.Pipeline()
+	pipe.Incr(ctx, s.keys.barrier())
+	acked := pipe.Do(ctx, "WAIT", n, timeout.Milliseconds())
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("wait for replicas: %w", err)
+	}
+	if got, err := acked.Int64(); err != nil || got < int64(n) {
+		return fmt.Errorf("wait for replicas: %d of %d acknowledged within %s", got, n, timeout)
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package dispatcher
+package api
 
 import (
 	"bytes"
