@@ -202,7 +202,7 @@ func enqueueCommand(ctx context.Context, args []string, getenv func(string) stri
 		defer resp.Body.Close()
 		var out struct {
 			Results []api.BatchResult `json:"results"`
-			Error   string                   `json:"error"`
+			Error   string            `json:"error"`
 		}
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("lines %d–%d: API answered %s %s", firstLine, lineNo[len(lineNo)-1], resp.Status, out.Error)
