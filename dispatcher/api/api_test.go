@@ -417,7 +417,9 @@ func TestServiceErrorsMapToStatus(t *testing.T) {
 	if resp := call(t, srv.URL, http.MethodPost, "/v1/deliveries", delivery("m-1")); resp.Status != http.StatusConflict {
 		t.Errorf("duplicate: %d, want 409", resp.Status)
 	}
-	svc.enqueueErr = func(string) error { return fmt.Errorf("enqueue: %w: dial tcp 10.1.2.3:6379: refused", dispatcher.ErrUnavailable) }
+	svc.enqueueErr = func(string) error {
+		return fmt.Errorf("enqueue: %w: dial tcp 10.1.2.3:6379: refused", dispatcher.ErrUnavailable)
+	}
 	resp := call(t, srv.URL, http.MethodPost, "/v1/deliveries", delivery("m-2"))
 	if resp.Status != http.StatusServiceUnavailable || bytes.Contains(resp.Body, []byte("10.1.2.3")) {
 		t.Errorf("unavailable: %d %s, want 503 without the cause", resp.Status, resp.Body)
