@@ -196,7 +196,7 @@ func bareEnqueue(ctx context.Context, c *asynq.Client, webhook, id string, extra
 }
 
 // dispatcherOptions are the task options the dispatcher itself uses (see
-// dispatcher.Service): the generation id as task id, nine retries, and a
+// queue.Service): the generation id as task id, nine retries, and a
 // 7-day retention of completed tasks, which makes asynq keep each completed
 // task instead of deleting it.
 func dispatcherOptions(id string) []asynq.Option {
