@@ -11,7 +11,7 @@ import (
 )
 
 // Defaults for NewQueueCollector. The timeout stays under a 1 s scrape interval (the one
-// promtest uses) and far under Prometheus' default 10 s scrape timeout; the cache makes
+// testenv.StartPrometheus uses) and far under Prometheus' default 10 s scrape timeout; the cache makes
 // Prometheus, a second Prometheus and a curl at the same second cost one Redis call.
 const (
 	queueTimeout = 800 * time.Millisecond
