@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // FuzzCheckURL checks that CheckURL never panics, that every refusal carries
@@ -64,6 +66,17 @@ func FuzzCheckURL(f *testing.F) {
 		name := strings.ToLower(strings.TrimSuffix(host, "."))
 		if name == "localhost" || strings.HasSuffix(name, ".localhost") || !strings.Contains(name, ".") && !strings.Contains(name, ":") {
 			t.Fatalf("accepted %q with internal name %q", raw, host)
+		}
+		if _, err := netip.ParseAddr(host); err != nil {
+			// A name: below a public suffix, never one itself, and never
+			// one that only the list's implicit "*" rule matches.
+			suffix, icann := publicsuffix.PublicSuffix(name)
+			if icann && suffix == name {
+				t.Fatalf("accepted %q, whose host is the public suffix %q", raw, suffix)
+			}
+			if !icann && !strings.Contains(suffix, ".") {
+				t.Fatalf("accepted %q, whose host is under no public suffix", raw)
+			}
 		}
 	})
 }

@@ -15,7 +15,7 @@ import (
 
 var reasons = []error{
 	ErrTooLong, ErrCharacters, ErrScheme, ErrHost, ErrUserinfo, ErrPort,
-	ErrInternalName, ErrMetadata, ErrAddress, ErrAmbiguousIP,
+	ErrInternalName, ErrPublicSuffix, ErrMetadata, ErrAddress, ErrAmbiguousIP,
 }
 
 func countReasons(err error) int {

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // MaxURLLen is the longest URL CheckURL accepts, in bytes.
@@ -233,7 +235,50 @@ func (g *Guard) checkHost(host string) error {
 		// (resolv.conf, Kubernetes namespaces): they are internal.
 		return refuse(ErrInternalName, "host %q is a single-label name", host)
 	}
+	return checkPublicSuffix(host, name)
+}
+
+// checkPublicSuffix accepts name (lower case, no trailing dot) only if it
+// lies strictly below an ICANN-section public suffix of the Public Suffix
+// List (golang.org/x/net/publicsuffix): example.com, a.b.example.co.uk. A
+// name under no ICANN suffix (redis.default, svc.cluster.local, printer.zz)
+// is refused as internal: with Kubernetes' ndots:5 a resolver would first
+// try it against the pod's search domains, and only a private resolver can
+// answer it anyway. A name that is an ICANN suffix itself (co.uk) is refused
+// as having no owner.
+//
+// The PSL's private section (herokuapp.com, github.io, s3.amazonaws.com)
+// does not decide acceptance: every private suffix sits below an ICANN one,
+// so foo.herokuapp.com, and herokuapp.com itself, are accepted as names
+// under com. The private section says who owns a name, which matters to
+// DestinationKey, not whether it is public DNS. A TLD delegated after the
+// list compiled into x/net was published is refused until x/net is updated.
+func checkPublicSuffix(host, name string) error {
+	suffix := icannSuffix(name)
+	switch {
+	case suffix == "":
+		return refuse(ErrInternalName, "host %q is not under a public suffix (ICANN section of the Public Suffix List), so only a private resolver can answer it", host)
+	case suffix == name:
+		return refuse(ErrPublicSuffix, "host %q is a public suffix; use a name registered under it", host)
+	}
 	return nil
+}
+
+// icannSuffix returns the longest ICANN-section public suffix of name
+// (lower-case ASCII without trailing dot), or "" if no ICANN rule matches it.
+func icannSuffix(name string) string {
+	s, icann := publicsuffix.PublicSuffix(name)
+	for !icann {
+		// s is a private-section suffix (herokuapp.com), or the last label
+		// when no rule matched at all (the list's implicit "*" rule).
+		// Look for an ICANN suffix above it.
+		_, parent, ok := strings.Cut(s, ".")
+		if !ok {
+			return ""
+		}
+		s, icann = publicsuffix.PublicSuffix(parent)
+	}
+	return s
 }
 
 // checkIPv6Literal judges a bracketed host such as [2606:4700::1111].

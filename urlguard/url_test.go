@@ -37,6 +37,15 @@ var checkURLTests = []struct {
 	{"https://[2001:4860:4860::8888]/", nil},
 	{"https://[::ffff:8.8.8.8]/", nil}, // IPv4-mapped public address
 	{"https://example.com/" + strings.Repeat("a", MaxURLLen-len("https://example.com/")), nil},
+	// under an ICANN public suffix; the PSL's private section does not matter
+	{"https://foo.herokuapp.com/hook", nil},
+	{"https://herokuapp.com/", nil}, // a private suffix, but a name under com
+	{"https://user.github.io/hook", nil},
+	{"https://abc.execute-api.us-east-1.amazonaws.com/prod", nil},
+	{"https://city.kawasaki.jp/", nil}, // an exception (!city.kawasaki.jp) to *.kawasaki.jp
+	{"https://www.ck/", nil},           // an exception (!www.ck) to *.ck
+	{"https://a.foo.ck/", nil},
+	{"https://api.example.prod/", nil}, // .prod is a delegated gTLD
 
 	// length
 	{"https://example.com/" + strings.Repeat("a", MaxURLLen-len("https://example.com/")+1), ErrTooLong},
@@ -172,6 +181,26 @@ var checkURLTests = []struct {
 	{"https://kubernetes.default/", ErrInternalName},
 	{"https://kubernetes.default.svc/", ErrInternalName},
 	{"https://kubernetes.default.svc.cluster.local/", ErrInternalName},
+
+	// names under no ICANN public suffix: with ndots:5 they would go
+	// through the pod's search domains first
+	{"https://redis.default/", ErrInternalName},
+	{"https://redis.default./", ErrInternalName},
+	{"https://redis.default.svc/", ErrInternalName},
+	{"https://redis.default.svc.cluster.local/", ErrInternalName},
+	{"https://grafana.monitoring:3000/", ErrInternalName},
+	{"https://api.staging/", ErrInternalName},
+	{"https://printer.zz/", ErrInternalName},
+	{"https://a.b.c.notatld/", ErrInternalName},
+	{"https://ck/", ErrInternalName},
+
+	// a public suffix itself: no registrable part
+	{"https://co.uk/", ErrPublicSuffix},
+	{"https://CO.UK./", ErrPublicSuffix},
+	{"https://foo.ck/", ErrPublicSuffix},        // *.ck
+	{"https://x.kawasaki.jp/", ErrPublicSuffix}, // *.kawasaki.jp
+	{"https://in-addr.arpa/", ErrPublicSuffix},
+	{"https://github.com.au/", nil}, // a name registered under com.au
 
 	// cloud metadata names
 	{"https://metadata.google.internal/computeMetadata/v1/", ErrMetadata},
@@ -313,6 +342,8 @@ func TestCheckURLMessages(t *testing.T) {
 		{"http://example.com/", `urlguard: destination not allowed: scheme "http" is not https`},
 		{"https://localhost/", `urlguard: destination not allowed: host "localhost" is under .localhost, which is never public`},
 		{"https://10.0.0.1/", `urlguard: destination not allowed: address 10.0.0.1 is in 10.0.0.0/8 (private-use, RFC 1918)`},
+		{"https://redis.default/", `urlguard: destination not allowed: host "redis.default" is not under a public suffix (ICANN section of the Public Suffix List), so only a private resolver can answer it`},
+		{"https://co.uk/", `urlguard: destination not allowed: host "co.uk" is a public suffix; use a name registered under it`},
 	}
 	for _, tt := range tests {
 		if err := CheckURL(tt.url); err == nil || err.Error() != tt.want {
