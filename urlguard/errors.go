@@ -25,8 +25,8 @@ var (
 	// ErrUserinfo: the authority has an @ (user, password, or even nothing
 	// before it).
 	ErrUserinfo = reason("URL has userinfo")
-	// ErrPort: the port is empty, not decimal digits, has a leading zero or
-	// is outside 1-65535.
+	// ErrPort: the port is empty, not decimal digits, has a leading zero, is
+	// outside 1-65535, or is not among a Guard's allowed ports.
 	ErrPort = reason("port is not allowed")
 	// ErrInternalName: localhost, a single-label name, a name under a
 	// suffix that is private by standard or convention (.local, .internal...),

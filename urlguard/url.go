@@ -1,6 +1,7 @@
 package urlguard
 
 import (
+	"fmt"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -63,7 +64,10 @@ func CheckURL(raw string) error { return (*Guard)(nil).CheckURL(raw) }
 // CheckURL is the package-level CheckURL, except that an IP-literal host
 // inside one of g's exempt prefixes passes the address check. Only the
 // address check is lifted: https://localhost/ and http://127.0.0.1/ are
-// refused whatever the exemptions.
+// refused whatever the exemptions. An IP-literal host inside one of g's
+// denied prefixes is refused (ErrAddress), exempt or not; when g has
+// allowed ports, the URL's port (443 when it names none) must be one of
+// them (ErrPort).
 //
 // The URL is taken apart by hand, by RFC 3986's rules, rather than trusting a
 // single lenient parser; net/url must then agree with what was found.
@@ -118,10 +122,16 @@ func (g *Guard) CheckURL(raw string) error {
 	if err := g.checkHost(host); err != nil {
 		return err
 	}
+	n := uint16(443) // the https default
 	if hasPort {
 		if err := checkPort(port); err != nil {
 			return err
 		}
+		p, _ := strconv.Atoi(port) // checkPort made sure it is 1-65535
+		n = uint16(p)
+	}
+	if err := g.checkPortAllowed(n, portWhat(n, hasPort)); err != nil {
+		return err
 	}
 	if err := checkTail(tail); err != nil {
 		return err
@@ -181,6 +191,13 @@ func checkPort(port string) error {
 		return refuse(ErrPort, "port %q is outside 1-65535", port)
 	}
 	return nil
+}
+
+func portWhat(n uint16, explicit bool) string {
+	if explicit {
+		return fmt.Sprintf("port %d", n)
+	}
+	return "port 443 (the https default)"
 }
 
 // checkHost judges the host as written in the URL (brackets included).

@@ -380,3 +380,43 @@ func TestCheckURLOneReason(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckURLDenyAndPorts(t *testing.T) {
+	g := NewWithOptions(Options{
+		Allow:        []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")},
+		Deny:         []netip.Prefix{netip.MustParsePrefix("203.0.114.0/24"), netip.MustParsePrefix("2a05:d000::/32"), netip.MustParsePrefix("10.1.0.0/16")},
+		AllowedPorts: []uint16{443, 8443},
+	})
+	tests := []struct {
+		url  string
+		want error
+	}{
+		{"https://example.com/", nil}, // 443 by default
+		{"https://example.com:443/", nil},
+		{"https://example.com:8443/hook", nil},
+		{"https://127.0.0.1:8443/", nil},
+		{"https://10.9.0.1/", nil},
+		{"https://203.0.115.1/", nil},
+		{"https://example.com:8080/", ErrPort},
+		{"https://example.com:80/", ErrPort},
+		{"https://127.0.0.1:9000/", ErrPort},
+		{"https://example.com:0/", ErrPort}, // malformed before it is not allowed
+		{"https://203.0.114.7/", ErrAddress},
+		{"https://[::ffff:203.0.114.7]/", ErrAddress},
+		{"https://[64:ff9b::203.0.114.7]/", ErrAddress}, // NAT64 to our own egress
+		{"https://[2a05:d000::1]/", ErrAddress},
+		{"https://10.1.2.3/", ErrAddress}, // deny wins over allow 10.0.0.0/8
+		{"https://redis.default:8443/", ErrInternalName},
+	}
+	for _, tt := range tests {
+		checkRefusal(t, "CheckURL("+quote(tt.url)+")", g.CheckURL(tt.url), tt.want)
+	}
+	// Without a port list, any port passes, as before.
+	if err := New().CheckURL("https://example.com:8080/"); err != nil {
+		t.Errorf("default Guard refuses port 8080: %v", err)
+	}
+	const want = `urlguard: destination not allowed: port 443 (the https default) is not one of the allowed ports (8443)`
+	if err := NewWithOptions(Options{AllowedPorts: []uint16{8443}}).CheckURL("https://example.com/"); err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
+	}
+}
