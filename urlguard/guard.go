@@ -214,7 +214,8 @@ func ParsePortList(s string) ([]uint16, error) {
 //	&http.Transport{DialContext: (&net.Dialer{Control: g.Control}).DialContext}
 //
 // (with Proxy left nil, or the proxy would be the only address judged).
-// Control refuses networks other than tcp, tcp4 and tcp6, addresses
+// Guard.DialContext wraps such a dialer and also keeps Control as its last
+// check. Control refuses networks other than tcp, tcp4 and tcp6, addresses
 // that do not parse as ip:port, any IP CheckAddr refuses (ErrAddress), and a
 // port outside g's allowed ports (ErrPort). The RawConn is not used and may
 // be nil. Every error wraps ErrForbidden.

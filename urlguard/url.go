@@ -57,8 +57,9 @@ var internalSuffixes = []string{
 // CheckURL reports whether raw may be registered as a webhook URL under the
 // default policy: nil, or an error wrapping ErrForbidden and one reason
 // sentinel. It does no DNS: a host name is judged by its text, and its
-// addresses are judged on every dial by Guard.Control. The empty string is
-// refused (ErrScheme).
+// addresses are judged on every dial by Guard.DialContext and Guard.Control
+// (Guard.Resolve does the same look-up for a caller that wants it at
+// registration). The empty string is refused (ErrScheme).
 func CheckURL(raw string) error { return (*Guard)(nil).CheckURL(raw) }
 
 // CheckURL is the package-level CheckURL, except that an IP-literal host
