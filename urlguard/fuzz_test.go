@@ -2,6 +2,7 @@ package urlguard
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -77,6 +78,51 @@ func FuzzCheckURL(f *testing.F) {
 			if !icann && !strings.Contains(suffix, ".") {
 				t.Fatalf("accepted %q, whose host is under no public suffix", raw)
 			}
+		}
+		if _, err := DestinationKey(raw); err != nil {
+			t.Fatalf("accepted %q, which has no destination key: %v", raw, err)
+		}
+	})
+}
+
+// FuzzDestinationKey checks that DestinationKey never panics, that its
+// errors are ErrDestinationKey and never refusals, and that a key is a
+// canonical host:port: lower-case ASCII, no trailing dot, a decimal port
+// without leading zero, and its own key when read back as a URL.
+// Seeds live in testdata/fuzz/FuzzDestinationKey.
+func FuzzDestinationKey(f *testing.F) {
+	for _, d := range destinationSpellings {
+		for _, u := range d.urls {
+			f.Add(u)
+		}
+	}
+	for _, tt := range checkURLTests {
+		f.Add(tt.url)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		key, err := DestinationKey(raw)
+		if err != nil {
+			if !errors.Is(err, ErrDestinationKey) || errors.Is(err, ErrForbidden) {
+				t.Fatalf("DestinationKey(%q) = %v: want ErrDestinationKey only", raw, err)
+			}
+			return
+		}
+		host, port, err := net.SplitHostPort(key)
+		if err != nil {
+			t.Fatalf("DestinationKey(%q) = %q, not host:port: %v", raw, key, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			t.Fatalf("DestinationKey(%q) = %q: port %q", raw, key, port)
+		}
+		if host == "" || strings.HasSuffix(host, ".") || strings.ToLower(host) != host || !isASCII(host) {
+			t.Fatalf("DestinationKey(%q) = %q: host %q is not canonical", raw, key, host)
+		}
+		if ip, err := netip.ParseAddr(host); err == nil && (ip.Zone() != "" || ip.Is4In6() || ip.String() != host) {
+			t.Fatalf("DestinationKey(%q) = %q: IP %q is not canonical", raw, key, host)
+		}
+		again, err := DestinationKey("https://" + key + "/")
+		if err != nil || again != key {
+			t.Fatalf("DestinationKey(%q) = %q, but the key read back as a URL gives %q, %v", raw, key, again, err)
 		}
 	})
 }

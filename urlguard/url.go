@@ -322,27 +322,37 @@ func (g *Guard) checkIPv6Literal(host string) error {
 }
 
 // checkDNSName checks name (lower case, trailing dot removed) is a DNS host
-// name a resolver would look up: 1-63 byte labels of letters, digits,
-// hyphens and underscores, no hyphen at either end of a label, 253 bytes in
-// all. host is the original, for the error.
+// name a resolver would look up (see dnsNameProblem). host is the original,
+// for the error.
 func checkDNSName(host, name string) error {
+	if why := dnsNameProblem(name); why != "" {
+		return refuse(ErrHost, "host %q is not a valid DNS name (%s)", host, why)
+	}
+	return nil
+}
+
+// dnsNameProblem returns why name (without trailing dot) is not a DNS host
+// name a resolver would look up, or "" if it is one: 1-63 byte labels of
+// letters, digits, hyphens and underscores, no hyphen at either end of a
+// label, 253 bytes in all.
+func dnsNameProblem(name string) string {
 	if name == "" || len(name) > 253 {
-		return refuse(ErrHost, "host %q is not a valid DNS name (length)", host)
+		return "length"
 	}
 	for _, label := range strings.Split(name, ".") {
 		if label == "" || len(label) > 63 {
-			return refuse(ErrHost, "host %q is not a valid DNS name (empty or long label)", host)
+			return "empty or long label"
 		}
 		if label[0] == '-' || label[len(label)-1] == '-' {
-			return refuse(ErrHost, "host %q is not a valid DNS name (label starts or ends with -)", host)
+			return "label starts or ends with -"
 		}
 		for i := 0; i < len(label); i++ {
 			if c := label[i]; !isAlpha(c) && !isDigit(c) && c != '-' && c != '_' {
-				return refuse(ErrHost, "host %q is not a valid DNS name (character %q)", host, c)
+				return fmt.Sprintf("character %q", c)
 			}
 		}
 	}
-	return nil
+	return ""
 }
 
 // checkTail checks the path, query and fragment. They cannot change the
