@@ -69,6 +69,9 @@ func FuzzNormalize(f *testing.F) {
 		if len(g.ID) == 0 || len(g.ID) > MaxIDLength {
 			t.Fatalf("id of %d bytes", len(g.ID))
 		}
+		if g.ID == "." || g.ID == ".." {
+			t.Fatalf("id %q is a dot segment", g.ID)
+		}
 		for i := 0; i < len(g.ID); i++ {
 			c := g.ID[i]
 			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '~' || c == '-') {

@@ -175,10 +175,16 @@ func parseTime(s string) (time.Time, error) {
 }
 
 // checkID keeps the id safe as a header value, a Redis key and a URL path
-// segment: 1–128 bytes of letters, digits and ". _ : ~ -".
+// segment: 1–128 bytes of letters, digits and ". _ : ~ -", and not "." or
+// "..". Those are dot segments (RFC 3986 section 5.2.4): HTTP clients and
+// net/http's ServeMux remove them (/v1/deliveries/.. becomes /v1), so
+// GET /v1/deliveries/{id} could never read such a delivery back.
 func checkID(id string) string {
 	if id == "" {
 		return "is required"
+	}
+	if id == "." || id == ".." {
+		return fmt.Sprintf("must not be %q, a dot segment that URL paths resolve away (GET /v1/deliveries/{id} could not read it back)", id)
 	}
 	if len(id) > MaxIDLength {
 		return fmt.Sprintf("must be at most %d bytes, got %d", MaxIDLength, len(id))

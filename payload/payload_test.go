@@ -117,6 +117,10 @@ func TestNormalizeRejects(t *testing.T) {
 		{"id NUL", func(g *Generation) { g.ID = "abc\x00" }, "id"},
 		{"id slash", func(g *Generation) { g.ID = "a/b" }, "id"},
 		{"id unicode space", func(g *Generation) { g.ID = "a\u00a0b" }, "id"},
+		// Dot segments: a client or ServeMux turns /v1/deliveries/.. into
+		// /v1/, so GET /v1/deliveries/{id} could never read them back.
+		{"id dot", func(g *Generation) { g.ID = "." }, "id"},
+		{"id dot dot", func(g *Generation) { g.ID = ".." }, "id"},
 		{"status failed", func(g *Generation) { g.Status = "failed" }, "status"},
 		{"status case", func(g *Generation) { g.Status = "Success" }, "status"},
 		{"missing tool", func(g *Generation) { g.Tool = "" }, "tool"},
@@ -153,6 +157,17 @@ func TestNormalizeRejects(t *testing.T) {
 				t.Fatalf("Normalize = %v, want exactly one error naming %q", err, tt.field)
 			}
 		})
+	}
+}
+
+// Dots are fine anywhere else in an id.
+func TestNormalizeAcceptsDottedIDs(t *testing.T) {
+	for _, id := range []string{"...", ".a", "a.", "a..b", "..a", "a..", "v1.2.3", "._.", ".-"} {
+		g := valid("image")
+		g.ID = id
+		if _, err := Normalize(g); err != nil {
+			t.Errorf("Normalize(id %q) = %v, want nil", id, err)
+		}
 	}
 }
 

@@ -95,15 +95,20 @@ var (
 func CheckAddr(ip netip.Addr) error { return (*Guard)(nil).CheckAddr(ip) }
 
 // CheckAddr is the package-level CheckAddr, except that an address inside
-// one of g's exempt prefixes is allowed. An IPv4-mapped address is exempt
-// when its IPv4 form is: ::ffff:127.0.0.1 is 127.0.0.1. The IPv4 address
-// inside NAT64 or IPv4-compatible addresses is not: a gateway would connect
-// to it, not us.
+// one of g's denied prefixes is refused, and otherwise an address inside one
+// of g's exempt prefixes is allowed: deny wins. An IPv4-mapped address is
+// exempt when its IPv4 form is: ::ffff:127.0.0.1 is 127.0.0.1. The IPv4
+// address inside NAT64 or IPv4-compatible addresses is not: a gateway would
+// connect to it, not us. For the same reason that IPv4 address is denied
+// when it falls in a denied prefix.
 func (g *Guard) CheckAddr(ip netip.Addr) error {
 	if !ip.IsValid() {
 		return refuse(ErrAddress, "invalid (zero) IP address")
 	}
 	ip = ip.WithZone("") // prefixes never contain zoned addresses
+	if why := g.denied(ip); why != "" {
+		return refuse(ErrAddress, "address %s %s", ip, why)
+	}
 	if g.exempt(ip) || g.exempt(ip.Unmap()) {
 		return nil
 	}
@@ -111,6 +116,44 @@ func (g *Guard) CheckAddr(ip netip.Addr) error {
 		return refuse(ErrAddress, "address %s %s", ip, why)
 	}
 	return nil
+}
+
+// denied returns why ip (without zone) falls in one of g's denied
+// prefixes, or "" if it does not. The IPv4 address an IPv4-mapped,
+// IPv4-compatible or NAT64 address carries is matched too.
+func (g *Guard) denied(ip netip.Addr) string {
+	if g == nil || len(g.deny) == 0 {
+		return ""
+	}
+	const what = "denied by configuration"
+	for _, p := range g.deny {
+		if p.Contains(ip) {
+			return fmt.Sprintf("is in %s (%s)", p, what)
+		}
+	}
+	if v4, ok := carried4(ip); ok {
+		for _, p := range g.deny {
+			if p.Contains(v4) {
+				return fmt.Sprintf("carries %s, which is in %s (%s)", v4, p, what)
+			}
+		}
+	}
+	return ""
+}
+
+// carried4 returns the IPv4 address inside an IPv4-mapped, IPv4-compatible
+// or NAT64 well-known-prefix address.
+func carried4(ip netip.Addr) (netip.Addr, bool) {
+	if !ip.Is6() {
+		return netip.Addr{}, false
+	}
+	for _, p := range [...]netip.Prefix{mapped4, compat4, wellKnown} {
+		if p.Contains(ip) {
+			b := ip.As16()
+			return netip.AddrFrom4([4]byte(b[12:])), true
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // judge returns why ip (without zone) is not public unicast, or "" if it is.
@@ -121,15 +164,11 @@ func judge(ip netip.Addr) string {
 	if b, ok := find(blocked6, ip); ok {
 		return fmt.Sprintf("is in %s (%s)", b.prefix, b.what)
 	}
-	for _, p := range [...]netip.Prefix{mapped4, compat4, wellKnown} {
-		if p.Contains(ip) {
-			b := ip.As16()
-			v4 := netip.AddrFrom4([4]byte(b[12:]))
-			if why := judge4(v4); why != "" {
-				return fmt.Sprintf("carries %s, which %s", v4, why)
-			}
-			return ""
+	if v4, ok := carried4(ip); ok {
+		if why := judge4(v4); why != "" {
+			return fmt.Sprintf("carries %s, which %s", v4, why)
 		}
+		return ""
 	}
 	if !globalUnicast6.Contains(ip) {
 		return fmt.Sprintf("is outside %s (IPv6 global unicast, RFC 4291)", globalUnicast6)

@@ -191,3 +191,41 @@ func TestCheckAddrMessage(t *testing.T) {
 		t.Errorf("error text = %q, want %q", err, want)
 	}
 }
+
+func TestCheckAddrDeny(t *testing.T) {
+	g := NewWithOptions(Options{
+		Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2a05:d000::/32")},
+		Deny: []netip.Prefix{
+			netip.MustParsePrefix("93.184.215.0/24"), // our egress NAT
+			netip.MustParsePrefix("2a05:d000:42::/48"),
+			netip.MustParsePrefix("10.1.0.0/16"),
+		},
+	})
+	tests := []struct {
+		ip   string
+		want error
+	}{
+		{"93.184.215.14", ErrAddress},
+		{"93.184.214.255", nil},
+		{"93.184.216.0", nil},
+		{"::ffff:93.184.215.14", ErrAddress},
+		{"64:ff9b::93.184.215.14", ErrAddress}, // a NAT64 gateway would reach our egress
+		{"::93.184.215.14", ErrAddress},        // IPv4-compatible: judged by what it carries
+		{"2a05:d000:42::1", ErrAddress},        // deny wins over the wider allow
+		{"2a05:d000:42::1%eth0", ErrAddress},
+		{"2a05:d000:43::1", nil},
+		{"10.1.2.3", ErrAddress}, // deny wins over allow 10.0.0.0/8
+		{"::ffff:10.1.2.3", ErrAddress},
+		{"10.2.0.1", nil},
+		{"8.8.8.8", nil},
+		{"127.0.0.1", ErrAddress},
+	}
+	for _, tt := range tests {
+		checkRefusal(t, "deny CheckAddr("+tt.ip+")", g.CheckAddr(netip.MustParseAddr(tt.ip)), tt.want)
+	}
+	err := g.CheckAddr(netip.MustParseAddr("64:ff9b::5db8:d70e"))
+	const want = "urlguard: destination not allowed: address 64:ff9b::5db8:d70e carries 93.184.215.14, which is in 93.184.215.0/24 (denied by configuration)"
+	if err == nil || err.Error() != want {
+		t.Errorf("error text = %q, want %q", err, want)
+	}
+}

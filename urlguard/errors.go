@@ -25,12 +25,18 @@ var (
 	// ErrUserinfo: the authority has an @ (user, password, or even nothing
 	// before it).
 	ErrUserinfo = reason("URL has userinfo")
-	// ErrPort: the port is empty, not decimal digits, has a leading zero or
-	// is outside 1-65535.
+	// ErrPort: the port is empty, not decimal digits, has a leading zero, is
+	// outside 1-65535, or is not among a Guard's allowed ports.
 	ErrPort = reason("port is not allowed")
-	// ErrInternalName: localhost, a single-label name, or a name under a
-	// suffix that is private by standard or convention (.local, .internal...).
+	// ErrInternalName: localhost, a single-label name, a name under a
+	// suffix that is private by standard or convention (.local, .internal...),
+	// or a name under no ICANN public suffix (redis.default,
+	// svc.cluster.local), which only a private resolver can answer.
 	ErrInternalName = reason("host is an internal name")
+	// ErrPublicSuffix: a name that is itself an ICANN public suffix (co.uk,
+	// a city of a wildcard suffix such as x.kawasaki.jp), which has no
+	// registrable part and so no owner to receive webhooks.
+	ErrPublicSuffix = reason("host is a public suffix")
 	// ErrMetadata: a cloud instance-metadata host name.
 	ErrMetadata = reason("host is a cloud metadata name")
 	// ErrAddress: an IP (a literal host, or the address being dialled) that

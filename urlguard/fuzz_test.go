@@ -2,11 +2,14 @@ package urlguard
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // FuzzCheckURL checks that CheckURL never panics, that every refusal carries
@@ -64,6 +67,62 @@ func FuzzCheckURL(f *testing.F) {
 		name := strings.ToLower(strings.TrimSuffix(host, "."))
 		if name == "localhost" || strings.HasSuffix(name, ".localhost") || !strings.Contains(name, ".") && !strings.Contains(name, ":") {
 			t.Fatalf("accepted %q with internal name %q", raw, host)
+		}
+		if _, err := netip.ParseAddr(host); err != nil {
+			// A name: below a public suffix, never one itself, and never
+			// one that only the list's implicit "*" rule matches.
+			suffix, icann := publicsuffix.PublicSuffix(name)
+			if icann && suffix == name {
+				t.Fatalf("accepted %q, whose host is the public suffix %q", raw, suffix)
+			}
+			if !icann && !strings.Contains(suffix, ".") {
+				t.Fatalf("accepted %q, whose host is under no public suffix", raw)
+			}
+		}
+		if _, err := DestinationKey(raw); err != nil {
+			t.Fatalf("accepted %q, which has no destination key: %v", raw, err)
+		}
+	})
+}
+
+// FuzzDestinationKey checks that DestinationKey never panics, that its
+// errors are ErrDestinationKey and never refusals, and that a key is a
+// canonical host:port: lower-case ASCII, no trailing dot, a decimal port
+// without leading zero, and its own key when read back as a URL.
+// Seeds live in testdata/fuzz/FuzzDestinationKey.
+func FuzzDestinationKey(f *testing.F) {
+	for _, d := range destinationSpellings {
+		for _, u := range d.urls {
+			f.Add(u)
+		}
+	}
+	for _, tt := range checkURLTests {
+		f.Add(tt.url)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		key, err := DestinationKey(raw)
+		if err != nil {
+			if !errors.Is(err, ErrDestinationKey) || errors.Is(err, ErrForbidden) {
+				t.Fatalf("DestinationKey(%q) = %v: want ErrDestinationKey only", raw, err)
+			}
+			return
+		}
+		host, port, err := net.SplitHostPort(key)
+		if err != nil {
+			t.Fatalf("DestinationKey(%q) = %q, not host:port: %v", raw, key, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			t.Fatalf("DestinationKey(%q) = %q: port %q", raw, key, port)
+		}
+		if host == "" || strings.HasSuffix(host, ".") || strings.ToLower(host) != host || !isASCII(host) {
+			t.Fatalf("DestinationKey(%q) = %q: host %q is not canonical", raw, key, host)
+		}
+		if ip, err := netip.ParseAddr(host); err == nil && (ip.Zone() != "" || ip.Is4In6() || ip.String() != host) {
+			t.Fatalf("DestinationKey(%q) = %q: IP %q is not canonical", raw, key, host)
+		}
+		again, err := DestinationKey("https://" + key + "/")
+		if err != nil || again != key {
+			t.Fatalf("DestinationKey(%q) = %q, but the key read back as a URL gives %q, %v", raw, key, again, err)
 		}
 	})
 }

@@ -15,7 +15,7 @@ import (
 
 var reasons = []error{
 	ErrTooLong, ErrCharacters, ErrScheme, ErrHost, ErrUserinfo, ErrPort,
-	ErrInternalName, ErrMetadata, ErrAddress, ErrAmbiguousIP,
+	ErrInternalName, ErrPublicSuffix, ErrMetadata, ErrAddress, ErrAmbiguousIP,
 }
 
 func countReasons(err error) int {
@@ -234,5 +234,114 @@ func TestDialLocal(t *testing.T) {
 	// request is answered any earlier connection would have been counted.
 	if n := conns.Load(); n != 1 {
 		t.Errorf("server saw %d connections, want 1 (the refused dials must not connect)", n)
+	}
+}
+
+func TestParseDenyList(t *testing.T) {
+	got, err := ParseDenyList(" 203.0.113.0/24 , 2001:db8:42::/48,198.51.100.7 ")
+	want := []netip.Prefix{
+		netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:42::/48"),
+		netip.MustParsePrefix("198.51.100.7/32"),
+	}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("ParseDenyList = %v, %v; want %v", got, err, want)
+	}
+	if got, err := ParseDenyList(" , "); got != nil || err != nil {
+		t.Errorf("ParseDenyList(\" , \") = %v, %v; want nil, nil", got, err)
+	}
+	_, err = ParseDenyList("203.0.113.0/24, 203.0.113.9/24")
+	const wantErr = `urlguard: deny list item 2 "203.0.113.9/24": has host bits set; did you mean 203.0.113.0/24?`
+	if err == nil || err.Error() != wantErr {
+		t.Errorf("error = %v, want %q", err, wantErr)
+	}
+	if errors.Is(err, ErrForbidden) {
+		t.Errorf("a configuration error must not look like a refusal: %v", err)
+	}
+}
+
+func TestParsePortList(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []uint16
+		wantErr bool
+	}{
+		{"", nil, false},
+		{" , ", nil, false},
+		{"443", []uint16{443}, false},
+		{"443,8443", []uint16{443, 8443}, false},
+		{" 8443 ,\t443, ", []uint16{8443, 443}, false},
+		{"1,65535", []uint16{1, 65535}, false},
+		{"443,443", []uint16{443, 443}, false},
+		{"0", nil, true},
+		{"65536", nil, true},
+		{"0443", nil, true},
+		{"+443", nil, true},
+		{"-1", nil, true},
+		{"https", nil, true},
+		{"443 8443", nil, true},
+		{"443;8443", nil, true},
+		{"0x1bb", nil, true},
+		{"4_43", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := ParsePortList(tt.in)
+		if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+			t.Errorf("ParsePortList(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+		if err != nil && errors.Is(err, ErrForbidden) {
+			t.Errorf("ParsePortList(%q): a configuration error must not look like a refusal: %v", tt.in, err)
+		}
+	}
+}
+
+func TestNewWithOptions(t *testing.T) {
+	g := NewWithOptions(Options{
+		Allow:        []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), {}},
+		Deny:         []netip.Prefix{netip.MustParsePrefix("203.0.113.9/24"), {}},
+		AllowedPorts: []uint16{8443, 0, 443, 8443},
+	})
+	if got, want := g.Allowed(), []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}; !slices.Equal(got, want) {
+		t.Errorf("Allowed() = %v, want %v", got, want)
+	}
+	if got, want := g.Denied(), []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}; !slices.Equal(got, want) {
+		t.Errorf("Denied() = %v, want %v", got, want)
+	}
+	if got, want := g.AllowedPorts(), []uint16{443, 8443}; !slices.Equal(got, want) {
+		t.Errorf("AllowedPorts() = %v, want %v", got, want)
+	}
+	g.AllowedPorts()[0] = 1 // a copy
+	if err := g.Control("tcp4", "8.8.8.8:1", nil); !errors.Is(err, ErrPort) {
+		t.Errorf("port list changed through AllowedPorts(): %v", err)
+	}
+	for _, g := range []*Guard{nil, {}, New(), NewWithOptions(Options{})} {
+		if g.Denied() != nil || g.AllowedPorts() != nil {
+			t.Errorf("%#v: Denied() = %v, AllowedPorts() = %v; want nil", g, g.Denied(), g.AllowedPorts())
+		}
+	}
+}
+
+// Control is called directly: nothing is dialled.
+func TestControlDenyAndPorts(t *testing.T) {
+	g := NewWithOptions(Options{
+		Allow:        []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		Deny:         []netip.Prefix{netip.MustParsePrefix("93.184.215.0/24"), netip.MustParsePrefix("127.0.0.1/32")},
+		AllowedPorts: []uint16{443, 8443},
+	})
+	tests := []struct {
+		network, address string
+		want             error
+	}{
+		{"tcp4", "8.8.8.8:443", nil},
+		{"tcp6", "[2606:4700:4700::1111]:8443", nil},
+		{"tcp4", "8.8.8.8:80", ErrPort},
+		{"tcp4", "8.8.8.8:22", ErrPort},
+		{"tcp4", "93.184.215.14:443", ErrAddress},
+		{"tcp6", "[::ffff:93.184.215.14]:443", ErrAddress},
+		{"tcp6", "[64:ff9b::93.184.215.14]:443", ErrAddress},
+		{"tcp4", "127.0.0.1:443", ErrAddress}, // allowed and denied: deny wins
+		{"tcp4", "10.0.0.1:22", ErrAddress},   // the address is judged first
+	}
+	for _, tt := range tests {
+		checkRefusal(t, "Control("+tt.network+", "+tt.address+")", g.Control(tt.network, tt.address, nil), tt.want)
 	}
 }

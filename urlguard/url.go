@@ -1,10 +1,13 @@
 package urlguard
 
 import (
+	"fmt"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // MaxURLLen is the longest URL CheckURL accepts, in bytes.
@@ -54,14 +57,18 @@ var internalSuffixes = []string{
 // CheckURL reports whether raw may be registered as a webhook URL under the
 // default policy: nil, or an error wrapping ErrForbidden and one reason
 // sentinel. It does no DNS: a host name is judged by its text, and its
-// addresses are judged on every dial by Guard.Control. The empty string is
-// refused (ErrScheme).
+// addresses are judged on every dial by Guard.DialContext and Guard.Control
+// (Guard.Resolve does the same look-up for a caller that wants it at
+// registration). The empty string is refused (ErrScheme).
 func CheckURL(raw string) error { return (*Guard)(nil).CheckURL(raw) }
 
 // CheckURL is the package-level CheckURL, except that an IP-literal host
 // inside one of g's exempt prefixes passes the address check. Only the
 // address check is lifted: https://localhost/ and http://127.0.0.1/ are
-// refused whatever the exemptions.
+// refused whatever the exemptions. An IP-literal host inside one of g's
+// denied prefixes is refused (ErrAddress), exempt or not; when g has
+// allowed ports, the URL's port (443 when it names none) must be one of
+// them (ErrPort).
 //
 // The URL is taken apart by hand, by RFC 3986's rules, rather than trusting a
 // single lenient parser; net/url must then agree with what was found.
@@ -116,10 +123,16 @@ func (g *Guard) CheckURL(raw string) error {
 	if err := g.checkHost(host); err != nil {
 		return err
 	}
+	n := uint16(443) // the https default
 	if hasPort {
 		if err := checkPort(port); err != nil {
 			return err
 		}
+		p, _ := strconv.Atoi(port) // checkPort made sure it is 1-65535
+		n = uint16(p)
+	}
+	if err := g.checkPortAllowed(n, portWhat(n, hasPort)); err != nil {
+		return err
 	}
 	if err := checkTail(tail); err != nil {
 		return err
@@ -181,6 +194,13 @@ func checkPort(port string) error {
 	return nil
 }
 
+func portWhat(n uint16, explicit bool) string {
+	if explicit {
+		return fmt.Sprintf("port %d", n)
+	}
+	return "port 443 (the https default)"
+}
+
 // checkHost judges the host as written in the URL (brackets included).
 func (g *Guard) checkHost(host string) error {
 	if host == "" {
@@ -233,7 +253,50 @@ func (g *Guard) checkHost(host string) error {
 		// (resolv.conf, Kubernetes namespaces): they are internal.
 		return refuse(ErrInternalName, "host %q is a single-label name", host)
 	}
+	return checkPublicSuffix(host, name)
+}
+
+// checkPublicSuffix accepts name (lower case, no trailing dot) only if it
+// lies strictly below an ICANN-section public suffix of the Public Suffix
+// List (golang.org/x/net/publicsuffix): example.com, a.b.example.co.uk. A
+// name under no ICANN suffix (redis.default, svc.cluster.local, printer.zz)
+// is refused as internal: with Kubernetes' ndots:5 a resolver would first
+// try it against the pod's search domains, and only a private resolver can
+// answer it anyway. A name that is an ICANN suffix itself (co.uk) is refused
+// as having no owner.
+//
+// The PSL's private section (herokuapp.com, github.io, s3.amazonaws.com)
+// does not decide acceptance: every private suffix sits below an ICANN one,
+// so foo.herokuapp.com, and herokuapp.com itself, are accepted as names
+// under com. The private section says who owns a name, which matters to
+// DestinationKey, not whether it is public DNS. A TLD delegated after the
+// list compiled into x/net was published is refused until x/net is updated.
+func checkPublicSuffix(host, name string) error {
+	suffix := icannSuffix(name)
+	switch {
+	case suffix == "":
+		return refuse(ErrInternalName, "host %q is not under a public suffix (ICANN section of the Public Suffix List), so only a private resolver can answer it", host)
+	case suffix == name:
+		return refuse(ErrPublicSuffix, "host %q is a public suffix; use a name registered under it", host)
+	}
 	return nil
+}
+
+// icannSuffix returns the longest ICANN-section public suffix of name
+// (lower-case ASCII without trailing dot), or "" if no ICANN rule matches it.
+func icannSuffix(name string) string {
+	s, icann := publicsuffix.PublicSuffix(name)
+	for !icann {
+		// s is a private-section suffix (herokuapp.com), or the last label
+		// when no rule matched at all (the list's implicit "*" rule).
+		// Look for an ICANN suffix above it.
+		_, parent, ok := strings.Cut(s, ".")
+		if !ok {
+			return ""
+		}
+		s, icann = publicsuffix.PublicSuffix(parent)
+	}
+	return s
 }
 
 // checkIPv6Literal judges a bracketed host such as [2606:4700::1111].
@@ -259,27 +322,37 @@ func (g *Guard) checkIPv6Literal(host string) error {
 }
 
 // checkDNSName checks name (lower case, trailing dot removed) is a DNS host
-// name a resolver would look up: 1-63 byte labels of letters, digits,
-// hyphens and underscores, no hyphen at either end of a label, 253 bytes in
-// all. host is the original, for the error.
+// name a resolver would look up (see dnsNameProblem). host is the original,
+// for the error.
 func checkDNSName(host, name string) error {
+	if why := dnsNameProblem(name); why != "" {
+		return refuse(ErrHost, "host %q is not a valid DNS name (%s)", host, why)
+	}
+	return nil
+}
+
+// dnsNameProblem returns why name (without trailing dot) is not a DNS host
+// name a resolver would look up, or "" if it is one: 1-63 byte labels of
+// letters, digits, hyphens and underscores, no hyphen at either end of a
+// label, 253 bytes in all.
+func dnsNameProblem(name string) string {
 	if name == "" || len(name) > 253 {
-		return refuse(ErrHost, "host %q is not a valid DNS name (length)", host)
+		return "length"
 	}
 	for _, label := range strings.Split(name, ".") {
 		if label == "" || len(label) > 63 {
-			return refuse(ErrHost, "host %q is not a valid DNS name (empty or long label)", host)
+			return "empty or long label"
 		}
 		if label[0] == '-' || label[len(label)-1] == '-' {
-			return refuse(ErrHost, "host %q is not a valid DNS name (label starts or ends with -)", host)
+			return "label starts or ends with -"
 		}
 		for i := 0; i < len(label); i++ {
 			if c := label[i]; !isAlpha(c) && !isDigit(c) && c != '-' && c != '_' {
-				return refuse(ErrHost, "host %q is not a valid DNS name (character %q)", host, c)
+				return fmt.Sprintf("character %q", c)
 			}
 		}
 	}
-	return nil
+	return ""
 }
 
 // checkTail checks the path, query and fragment. They cannot change the

@@ -37,6 +37,15 @@ var checkURLTests = []struct {
 	{"https://[2001:4860:4860::8888]/", nil},
 	{"https://[::ffff:8.8.8.8]/", nil}, // IPv4-mapped public address
 	{"https://example.com/" + strings.Repeat("a", MaxURLLen-len("https://example.com/")), nil},
+	// under an ICANN public suffix; the PSL's private section does not matter
+	{"https://foo.herokuapp.com/hook", nil},
+	{"https://herokuapp.com/", nil}, // a private suffix, but a name under com
+	{"https://user.github.io/hook", nil},
+	{"https://abc.execute-api.us-east-1.amazonaws.com/prod", nil},
+	{"https://city.kawasaki.jp/", nil}, // an exception (!city.kawasaki.jp) to *.kawasaki.jp
+	{"https://www.ck/", nil},           // an exception (!www.ck) to *.ck
+	{"https://a.foo.ck/", nil},
+	{"https://api.example.prod/", nil}, // .prod is a delegated gTLD
 
 	// length
 	{"https://example.com/" + strings.Repeat("a", MaxURLLen-len("https://example.com/")+1), ErrTooLong},
@@ -172,6 +181,26 @@ var checkURLTests = []struct {
 	{"https://kubernetes.default/", ErrInternalName},
 	{"https://kubernetes.default.svc/", ErrInternalName},
 	{"https://kubernetes.default.svc.cluster.local/", ErrInternalName},
+
+	// names under no ICANN public suffix: with ndots:5 they would go
+	// through the pod's search domains first
+	{"https://redis.default/", ErrInternalName},
+	{"https://redis.default./", ErrInternalName},
+	{"https://redis.default.svc/", ErrInternalName},
+	{"https://redis.default.svc.cluster.local/", ErrInternalName},
+	{"https://grafana.monitoring:3000/", ErrInternalName},
+	{"https://api.staging/", ErrInternalName},
+	{"https://printer.zz/", ErrInternalName},
+	{"https://a.b.c.notatld/", ErrInternalName},
+	{"https://ck/", ErrInternalName},
+
+	// a public suffix itself: no registrable part
+	{"https://co.uk/", ErrPublicSuffix},
+	{"https://CO.UK./", ErrPublicSuffix},
+	{"https://foo.ck/", ErrPublicSuffix},        // *.ck
+	{"https://x.kawasaki.jp/", ErrPublicSuffix}, // *.kawasaki.jp
+	{"https://in-addr.arpa/", ErrPublicSuffix},
+	{"https://github.com.au/", nil}, // a name registered under com.au
 
 	// cloud metadata names
 	{"https://metadata.google.internal/computeMetadata/v1/", ErrMetadata},
@@ -313,6 +342,8 @@ func TestCheckURLMessages(t *testing.T) {
 		{"http://example.com/", `urlguard: destination not allowed: scheme "http" is not https`},
 		{"https://localhost/", `urlguard: destination not allowed: host "localhost" is under .localhost, which is never public`},
 		{"https://10.0.0.1/", `urlguard: destination not allowed: address 10.0.0.1 is in 10.0.0.0/8 (private-use, RFC 1918)`},
+		{"https://redis.default/", `urlguard: destination not allowed: host "redis.default" is not under a public suffix (ICANN section of the Public Suffix List), so only a private resolver can answer it`},
+		{"https://co.uk/", `urlguard: destination not allowed: host "co.uk" is a public suffix; use a name registered under it`},
 	}
 	for _, tt := range tests {
 		if err := CheckURL(tt.url); err == nil || err.Error() != tt.want {
@@ -347,5 +378,45 @@ func TestCheckURLOneReason(t *testing.T) {
 		if n := countReasons(err); n != 1 {
 			t.Errorf("CheckURL(%s) = %v carries %d reasons, want 1", quote(tt.url), err, n)
 		}
+	}
+}
+
+func TestCheckURLDenyAndPorts(t *testing.T) {
+	g := NewWithOptions(Options{
+		Allow:        []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")},
+		Deny:         []netip.Prefix{netip.MustParsePrefix("203.0.114.0/24"), netip.MustParsePrefix("2a05:d000::/32"), netip.MustParsePrefix("10.1.0.0/16")},
+		AllowedPorts: []uint16{443, 8443},
+	})
+	tests := []struct {
+		url  string
+		want error
+	}{
+		{"https://example.com/", nil}, // 443 by default
+		{"https://example.com:443/", nil},
+		{"https://example.com:8443/hook", nil},
+		{"https://127.0.0.1:8443/", nil},
+		{"https://10.9.0.1/", nil},
+		{"https://203.0.115.1/", nil},
+		{"https://example.com:8080/", ErrPort},
+		{"https://example.com:80/", ErrPort},
+		{"https://127.0.0.1:9000/", ErrPort},
+		{"https://example.com:0/", ErrPort}, // malformed before it is not allowed
+		{"https://203.0.114.7/", ErrAddress},
+		{"https://[::ffff:203.0.114.7]/", ErrAddress},
+		{"https://[64:ff9b::203.0.114.7]/", ErrAddress}, // NAT64 to our own egress
+		{"https://[2a05:d000::1]/", ErrAddress},
+		{"https://10.1.2.3/", ErrAddress}, // deny wins over allow 10.0.0.0/8
+		{"https://redis.default:8443/", ErrInternalName},
+	}
+	for _, tt := range tests {
+		checkRefusal(t, "CheckURL("+quote(tt.url)+")", g.CheckURL(tt.url), tt.want)
+	}
+	// Without a port list, any port passes, as before.
+	if err := New().CheckURL("https://example.com:8080/"); err != nil {
+		t.Errorf("default Guard refuses port 8080: %v", err)
+	}
+	const want = `urlguard: destination not allowed: port 443 (the https default) is not one of the allowed ports (8443)`
+	if err := NewWithOptions(Options{AllowedPorts: []uint16{8443}}).CheckURL("https://example.com/"); err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
 	}
 }
