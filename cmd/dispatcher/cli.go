@@ -30,11 +30,18 @@ func checkURLCommand(args []string, getenv func(string) string, stdout, stderr i
 	if len(args) != 1 {
 		return errUsage{errors.New("usage: dispatcher check-url URL")}
 	}
-	allow, err := urlguard.ParseAllowList(getenv("URLGUARD_ALLOW_CIDRS"))
-	if err != nil {
+	var o urlguard.Options
+	var err error
+	if o.Allow, err = urlguard.ParseAllowList(getenv("URLGUARD_ALLOW_CIDRS")); err != nil {
 		return fmt.Errorf("config: URLGUARD_ALLOW_CIDRS: %w", err)
 	}
-	if err := urlguard.New(allow...).CheckURL(args[0]); err != nil {
+	if o.Deny, err = urlguard.ParseDenyList(getenv("URLGUARD_DENY_CIDRS")); err != nil {
+		return fmt.Errorf("config: URLGUARD_DENY_CIDRS: %w", err)
+	}
+	if o.AllowedPorts, err = urlguard.ParsePortList(getenv("URLGUARD_ALLOWED_PORTS")); err != nil {
+		return fmt.Errorf("config: URLGUARD_ALLOWED_PORTS: %w", err)
+	}
+	if err := urlguard.NewWithOptions(o).CheckURL(args[0]); err != nil {
 		fmt.Fprintf(stdout, "refused: %v\n", err)
 		return errRefused
 	}

@@ -37,6 +37,8 @@ var settings = []setting{
 	{"SHUTDOWN_TIMEOUT", "", "how long SIGTERM waits for in-flight deliveries before handing them back; default DELIVERY_TIMEOUT+5s"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"PPROF", "false", "serve /debug/pprof on METRICS_ADDR"},
+	{"URLGUARD_DENY_CIDRS", "", "comma-separated CIDRs refused like private ranges at registration and at dial time: the provider's own public ranges (egress NAT, VPC IPv6, anything that allow-lists it); wins over URLGUARD_ALLOW_CIDRS"},
+	{"URLGUARD_ALLOWED_PORTS", "", "comma-separated ports webhooks may use, e.g. 443,8443; empty allows every port"},
 	{"URLGUARD_ALLOW_CIDRS", "", "TESTS/STAGING ONLY: comma-separated CIDRs exempted from the URL guard"},
 	{"WEBHOOK_CA_FILE", "", "TESTS/STAGING ONLY: PEM file of extra trusted root CAs for receivers"},
 	{"RETRY_SCHEDULE", "", "TESTS/STAGING ONLY: nine comma-separated durations replacing the published retry schedule"},
@@ -59,6 +61,8 @@ type config struct {
 	LogLevel          string
 	Pprof             bool
 	AllowCIDRs        []netip.Prefix
+	DenyCIDRs         []netip.Prefix
+	AllowedPorts      []uint16
 	CAFile            string
 	Schedule          schedule.Schedule
 	ScheduleOverriden bool
@@ -138,6 +142,12 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		errs = append(errs, fmt.Errorf("URLGUARD_ALLOW_CIDRS: %w", err))
 	}
 	cfg.AllowCIDRs = allow
+	if cfg.DenyCIDRs, err = urlguard.ParseDenyList(get("URLGUARD_DENY_CIDRS")); err != nil {
+		errs = append(errs, fmt.Errorf("URLGUARD_DENY_CIDRS: %w", err))
+	}
+	if cfg.AllowedPorts, err = urlguard.ParsePortList(get("URLGUARD_ALLOWED_PORTS")); err != nil {
+		errs = append(errs, fmt.Errorf("URLGUARD_ALLOWED_PORTS: %w", err))
+	}
 	cfg.Schedule, err = schedule.Parse(get("RETRY_SCHEDULE"))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("RETRY_SCHEDULE: %w", err))
@@ -150,6 +160,11 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		return config{}, nil, errors.Join(errs...)
 	}
 	return cfg, fs.Args(), nil
+}
+
+// guard is the URL guard the configuration describes.
+func (c config) guard() *urlguard.Guard {
+	return urlguard.NewWithOptions(urlguard.Options{Allow: c.AllowCIDRs, Deny: c.DenyCIDRs, AllowedPorts: c.AllowedPorts})
 }
 
 // logTTL keeps attempt logs for the retry window plus the retention, with a day's margin.

@@ -29,7 +29,6 @@ import (
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/worker"
 	"github.com/artificialstudio/webhook-dispatcher/metrics"
 	"github.com/artificialstudio/webhook-dispatcher/payload"
-	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
 
 // serve runs the API, the workers or both until ctx ends, then stops
@@ -51,6 +50,13 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		fmt.Fprintf(stderr, "API_TOKEN was empty; generated for this run only: %s\n", cfg.APIToken)
 	}
 	warnTestSettings(log, cfg)
+	if len(cfg.DenyCIDRs) > 0 || len(cfg.AllowedPorts) > 0 {
+		denied := make([]string, len(cfg.DenyCIDRs))
+		for i, p := range cfg.DenyCIDRs {
+			denied[i] = p.String()
+		}
+		log.Info("url guard: extra refusals", "deny_cidrs", denied, "allowed_ports", cfg.AllowedPorts)
+	}
 
 	redisOpt, stopRedis, err := connectRedis(cfg, log)
 	if err != nil {
@@ -72,7 +78,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
-	guard := urlguard.New(cfg.AllowCIDRs...)
+	guard := cfg.guard()
 	st := store.New(rdb, cfg.logTTL())
 	defer st.Close() // after the workers have stopped (below), before rdb.Close
 	inspector := asynq.NewInspectorFromRedisClient(rdb)

@@ -39,15 +39,17 @@ func NewClient(o ClientOptions) *http.Client {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 100
 	}
+	// The guard resolves the name fully qualified (no search domains),
+	// drops refused answers, dials only allowed ones, and judges the
+	// address of every connect(2) with its Control as the last line.
 	dialer := &net.Dialer{
 		Timeout:   5 * time.Second,
 		KeepAlive: 30 * time.Second,
-		Control:   guard.Control,
 		Resolver:  o.Resolver,
 	}
 	transport := &http.Transport{
 		Proxy:                  nil,
-		DialContext:            dialer.DialContext,
+		DialContext:            guard.DialContext(dialer),
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
 		TLSHandshakeTimeout:    5 * time.Second,
 		DisableCompression:     true,

@@ -25,6 +25,7 @@ import (
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
 	"github.com/artificialstudio/webhook-dispatcher/payload"
 	"github.com/artificialstudio/webhook-dispatcher/schedule"
+	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
 
 // MaxResponseBytes is how much of a response body is read before the
@@ -305,14 +306,20 @@ func (h *Handler) log() *slog.Logger {
 	return h.Log
 }
 
-// destination returns the per-destination cap's key (scheme, host and port)
-// and the host name alone, for logs, from one parse of the webhook URL.
+// destination returns the per-destination cap's key (urlguard.DestinationKey:
+// registrable domain and port) and the host name alone, for logs, from one parse of the webhook URL.
 func destination(raw string) (key, hostname string) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return raw, ""
 	}
-	return u.Scheme + "://" + u.Host, u.Hostname()
+	// One server counts once however its URL is spelt (case, trailing dot,
+	// default port, IDN forms, subdomains of one registrable domain).
+	key, err = urlguard.DestinationKey(raw)
+	if err != nil {
+		key = u.Scheme + "://" + u.Host
+	}
+	return key, u.Hostname()
 }
 
 // redactURL keeps the scheme and host of raw and hides the rest.
