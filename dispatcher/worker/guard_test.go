@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
@@ -22,62 +21,13 @@ import (
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
 	"github.com/artificialstudio/webhook-dispatcher/schedule"
+	"github.com/artificialstudio/webhook-dispatcher/test/testenv"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
 
-// fakeDNS answers every A query with answer and every other query with no
-// records, on a UDP port on 127.0.0.1: a resolver the test controls.
+// fakeDNS answers every A query with answer: a resolver the test controls.
 func fakeDNS(tb testing.TB, answer netip.Addr) *net.Resolver {
-	tb.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n < 12 {
-				continue
-			}
-			q := buf[:n]
-			// Question: name labels, then qtype and qclass.
-			i := 12
-			for i < len(q) && q[i] != 0 {
-				i += int(q[i]) + 1
-			}
-			if i+5 > len(q) {
-				continue
-			}
-			qtype := binary.BigEndian.Uint16(q[i+1:])
-			question := q[12 : i+5]
-			resp := make([]byte, 0, 64)
-			resp = append(resp, q[0], q[1], 0x81, 0x80) // id, response, recursion available
-			ancount := uint16(0)
-			if qtype == 1 {
-				ancount = 1
-			}
-			resp = binary.BigEndian.AppendUint16(resp, 1)
-			resp = binary.BigEndian.AppendUint16(resp, ancount)
-			resp = append(resp, 0, 0, 0, 0)
-			resp = append(resp, question...)
-			if ancount == 1 {
-				a := answer.As4()
-				resp = append(resp, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4) // name ptr, A, IN, TTL 0, len 4
-				resp = append(resp, a[:]...)
-			}
-			_, _ = pc.WriteTo(resp, from)
-		}
-	}()
-	addr := pc.LocalAddr().String()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", addr)
-	}}
+	return testenv.StartDNS(tb, answer).Resolver()
 }
 
 func newTestStore(tb testing.TB) *store.Store {
