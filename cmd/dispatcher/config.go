@@ -37,6 +37,7 @@ var settings = []setting{
 	{"SHUTDOWN_TIMEOUT", "", "how long SIGTERM waits for in-flight deliveries before handing them back; default DELIVERY_TIMEOUT+5s"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"PPROF", "false", "serve /debug/pprof on METRICS_ADDR"},
+	{"SIGNING_KEY_FILE", "", "file of v1a signing keys (whsk_…, one per line; all sign, for rotation; `dispatcher signing-keygen` makes one); empty: webhooks are not signed with a provider key"},
 	{"URLGUARD_ALLOW_CIDRS", "", "TESTS/STAGING ONLY: comma-separated CIDRs exempted from the URL guard"},
 	{"WEBHOOK_CA_FILE", "", "TESTS/STAGING ONLY: PEM file of extra trusted root CAs for receivers"},
 	{"RETRY_SCHEDULE", "", "TESTS/STAGING ONLY: nine comma-separated durations replacing the published retry schedule"},
@@ -60,6 +61,7 @@ type config struct {
 	Pprof             bool
 	AllowCIDRs        []netip.Prefix
 	CAFile            string
+	SigningKeyFile    string
 	Schedule          schedule.Schedule
 	ScheduleOverriden bool
 }
@@ -117,6 +119,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		ShutdownTimeout: durVal("SHUTDOWN_TIMEOUT"),
 		LogLevel:        get("LOG_LEVEL"),
 		CAFile:          get("WEBHOOK_CA_FILE"),
+		SigningKeyFile:  get("SIGNING_KEY_FILE"),
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = cfg.DeliveryTimeout + 5*time.Second
