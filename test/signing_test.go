@@ -519,3 +519,22 @@ func TestWebhookTestSend(t *testing.T) {
 		t.Errorf("test-send signature: %v", err)
 	}
 }
+
+// TestReceiverSnippetsInReadme keeps the README's Express receivers equal to
+// the files payload/signature's TestExpressReceivers runs.
+func TestReceiverSnippetsInReadme(t *testing.T) {
+	root := testenv.ModuleRoot(t)
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"receiver-v1.js", "receiver-v1a.js"} {
+		src, err := os.ReadFile(filepath.Join(root, "payload", "signature", "testdata", "interop", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(readme, []byte("```js\n"+string(src)+"```\n")) {
+			t.Errorf("README.md lacks %s verbatim in a ```js block", f)
+		}
+	}
+}
