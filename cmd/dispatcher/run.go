@@ -22,7 +22,7 @@ Commands:
   enqueue --file F    send a JSON-lines file of deliveries to the API in batches
   healthcheck URL     GET URL, exit 0 on 200 (container health checks)
   signing-keygen      print a new v1a signing key, to append to SIGNING_KEY_FILE
-  signing-keys [json] list the public keys of SIGNING_KEY_FILE, to publish
+  signing-keys        list the public keys of SIGNING_KEY_FILE, to publish (--json)
   test-send URL       one real, signed, guarded test webhook to URL now; prints the result
   version             print the version
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -118,22 +119,24 @@ func signingKeygenCommand(args []string, stdout, stderr io.Writer) error {
 
 // signingKeysCommand lists the public keys of SIGNING_KEY_FILE.
 func signingKeysCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, rest, err := loadConfig("signing-keys", args, getenv, stderr)
+	fs := flag.NewFlagSet("signing-keys", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("signing-key-file", getenv("SIGNING_KEY_FILE"), "key file (default $SIGNING_KEY_FILE)")
+	asJSON := fs.Bool("json", false, "print JSON, as GET /v1/signing-keys answers")
+	if err := fs.Parse(args); err != nil {
+		return errUsage{err}
+	}
+	if fs.NArg() != 0 {
+		return errUsage{errors.New("usage: dispatcher signing-keys [--signing-key-file F] [--json]")}
+	}
+	if *file == "" {
+		return errors.New("SIGNING_KEY_FILE (or --signing-key-file) is required")
+	}
+	sk, err := loadSigningKeys(*file)
 	if err != nil {
 		return err
 	}
-	asJSON := len(rest) == 1 && rest[0] == "json"
-	if len(rest) > 1 || (len(rest) == 1 && !asJSON) {
-		return errUsage{errors.New("usage: dispatcher signing-keys [-signing-key-file F] [json]")}
-	}
-	if cfg.SigningKeyFile == "" {
-		return errors.New("SIGNING_KEY_FILE (or -signing-key-file) is required")
-	}
-	sk, err := loadSigningKeys(cfg.SigningKeyFile)
-	if err != nil {
-		return err
-	}
-	if asJSON {
+	if *asJSON {
 		return printJSON(stdout, map[string]any{"keys": sk.list()})
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

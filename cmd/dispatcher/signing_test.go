@@ -49,6 +49,26 @@ func TestLoadSigningKeys(t *testing.T) {
 		t.Error("signer() without keys is not a nil interface")
 	}
 
+	// `dispatcher signing-keys`: the same list, from the env or the flag.
+	var out bytes.Buffer
+	if err := signingKeysCommand([]string{"--json"}, func(k string) string {
+		if k == "SIGNING_KEY_FILE" {
+			return file
+		}
+		return ""
+	}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"publicKey": "`+k3.Public().String()+`"`) || !strings.Contains(out.String(), `"createdAt": "2026-01-01T00:00:00Z"`) ||
+		strings.Contains(out.String(), signature.PrefixPrivateKey) {
+		t.Errorf("signing-keys --json printed %s", out.String())
+	}
+	out.Reset()
+	if err := signingKeysCommand([]string{"--signing-key-file", file}, func(string) string { return "" }, &out, &bytes.Buffer{}); err != nil ||
+		!strings.Contains(out.String(), k2.ID()) || !strings.Contains(out.String(), "2026-01-01T00:00:00Z") {
+		t.Errorf("signing-keys printed %s, %v", out.String(), err)
+	}
+
 	for name, text := range map[string]string{
 		"no keys":  "# created 2026-01-01\n",
 		"bad date": "# created yesterday\n" + k2.Reveal() + "\n",
