@@ -1,6 +1,7 @@
 // Package store owns every Redis key of the dispatcher outside asynq's own:
-// the attempt log, the failed records and their index, the replication
-// barrier used for WAIT, and the health check. Keys are built only in
+// the attempt log, the failed records and their index, the per-delivery
+// signing secrets, the replication barrier used for WAIT, and the health
+// check. Keys are built only in
 // keys.go, so a change of key scheme (hash tags for Redis Cluster) is one
 // edit there.
 //

@@ -1,7 +1,8 @@
 // Package worker delivers webhooks: the asynq handler that makes one attempt
 // per task, the guarded HTTP client it POSTs with, and ServerConfig, the one
 // constructor of the asynq.Config that runs it (retry delays, what counts as
-// a failure and which queues to poll, set together).
+// a failure and which queues to poll, set together). Tester makes one test
+// attempt outside the queue with the same client, guard and signing.
 //
 // It reads and writes Redis only through the store and asynq, and serves no
 // HTTP.
