@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
 	"github.com/artificialstudio/webhook-dispatcher/payload/signature"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
@@ -198,5 +203,28 @@ func TestSecretOnlyAndMissingSecret(t *testing.T) {
 		if r.header.Get(k) != "" {
 			t.Errorf("nothing to sign with, yet %s = %q", k, r.header.Get(k))
 		}
+	}
+}
+
+// TestSecretUnreadableDefers: when Redis cannot hand over a signed
+// delivery's secret, the attempt is deferred (no attempt spent, nothing sent)
+// rather than sent without the signature the receiver expects.
+func TestSecretUnreadableDefers(t *testing.T) {
+	srv, got := recordingReceiver(t)
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	h := &Handler{Client: trustingClient(srv), Store: store.New(rdb, time.Hour)}
+	task, err := dispatcher.NewTask(signedTask(t, "gen.3", srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr.Close()
+	err = h.ProcessTask(context.Background(), task)
+	if !errors.Is(err, dispatcher.ErrDeferred) || IsFailure(err) {
+		t.Errorf("ProcessTask = %v, want a deferral that spends no attempt", err)
+	}
+	if n := len(got()); n != 0 {
+		t.Errorf("receiver got %d requests", n)
 	}
 }
