@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/artificialstudio/webhook-dispatcher/payload/signature"
 )
 
 // TypeDeliver is the asynq task type of one webhook delivery.
@@ -19,6 +21,15 @@ type Delivery struct {
 	Webhook    string          `json:"webhook"`
 	EnqueuedAt time.Time       `json:"enqueuedAt"`
 	Body       json.RawMessage `json:"body"`
+	// Signed says the delivery has a per-delivery "v1" signing secret in the
+	// store, so the worker reads it (one Redis GET) before each attempt;
+	// false costs nothing. It is in the task payload; the secret is not.
+	Signed bool `json:"signed,omitempty"`
+	// Secret is the per-delivery secret on its way from the API to the store
+	// (queue.Service.Enqueue writes it there); the zero Secret for none. It
+	// is never encoded: not in the task payload, not in a FailedRecord, and
+	// it prints redacted (signature.Secret).
+	Secret signature.Secret `json:"-"`
 }
 
 // ErrBadTask marks a task whose payload cannot be read: retrying cannot fix it.
@@ -27,7 +38,8 @@ var ErrBadTask = errors.New("dispatcher: malformed task payload")
 // EncodeTask serialises d as the asynq task payload: JSON, so the queue stays
 // readable in asynqmon, built by appending so that the body bytes are copied
 // untouched (an encoder would re-scan and re-compact them on every enqueue).
-// It fails only when d.Body is not valid JSON.
+// d.Secret is never written; a delivery with one (or with Signed set) gets
+// "signed":true. It fails only when d.Body is not valid JSON.
 func EncodeTask(d Delivery) ([]byte, error) {
 	if !json.Valid(d.Body) {
 		return nil, fmt.Errorf("encode task %s: body is not JSON", d.ID)
@@ -41,6 +53,9 @@ func EncodeTask(d Delivery) ([]byte, error) {
 	b = d.EnqueuedAt.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","body":`...)
 	b = append(b, d.Body...)
+	if d.Signed || !d.Secret.IsZero() {
+		b = append(b, `,"signed":true`...)
+	}
 	return append(b, '}'), nil
 }
 

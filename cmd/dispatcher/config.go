@@ -37,6 +37,7 @@ var settings = []setting{
 	{"SHUTDOWN_TIMEOUT", "", "how long SIGTERM waits for in-flight deliveries before handing them back; default DELIVERY_TIMEOUT+5s"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"PPROF", "false", "serve /debug/pprof on METRICS_ADDR"},
+	{"SIGNING_KEY_FILE", "", "file of v1a signing keys (whsk_…, one per line; all sign, for rotation; `dispatcher signing-keygen` makes one); empty: webhooks are not signed with a provider key"},
 	{"URLGUARD_DENY_CIDRS", "", "comma-separated CIDRs refused like private ranges at registration and at dial time: the provider's own public ranges (egress NAT, VPC IPv6, anything that allow-lists it); wins over URLGUARD_ALLOW_CIDRS"},
 	{"URLGUARD_ALLOWED_PORTS", "", "comma-separated ports webhooks may use, e.g. 443,8443; empty allows every port"},
 	{"URLGUARD_ALLOW_CIDRS", "", "TESTS/STAGING ONLY: comma-separated CIDRs exempted from the URL guard"},
@@ -64,6 +65,7 @@ type config struct {
 	DenyCIDRs         []netip.Prefix
 	AllowedPorts      []uint16
 	CAFile            string
+	SigningKeyFile    string
 	Schedule          schedule.Schedule
 	ScheduleOverriden bool
 }
@@ -121,6 +123,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		ShutdownTimeout: durVal("SHUTDOWN_TIMEOUT"),
 		LogLevel:        get("LOG_LEVEL"),
 		CAFile:          get("WEBHOOK_CA_FILE"),
+		SigningKeyFile:  get("SIGNING_KEY_FILE"),
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = cfg.DeliveryTimeout + 5*time.Second

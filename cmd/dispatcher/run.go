@@ -21,6 +21,9 @@ Commands:
                       queue failed deliveries again for a fresh cycle of attempts
   enqueue --file F    send a JSON-lines file of deliveries to the API in batches
   healthcheck URL     GET URL, exit 0 on 200 (container health checks)
+  signing-keygen      print a new v1a signing key, to append to SIGNING_KEY_FILE
+  signing-keys        list the public keys of SIGNING_KEY_FILE, to publish (--json)
+  test-send URL       one real, signed, guarded test webhook to URL now; prints the result
   version             print the version
 
 Every setting is an environment variable and also a flag: run
@@ -50,6 +53,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return deliveriesCommand(ctx, args, getenv, stdout, stderr)
 	case "enqueue":
 		return enqueueCommand(ctx, args, getenv, stdout, stderr)
+	case "signing-keygen":
+		return signingKeygenCommand(args, stdout, stderr)
+	case "signing-keys":
+		return signingKeysCommand(args, getenv, stdout, stderr)
+	case "test-send":
+		return testSendCommand(ctx, args, getenv, stdout, stderr)
 	case "healthcheck":
 		return healthcheckCommand(ctx, args)
 	case "version":

@@ -76,6 +76,18 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		c.Options().ContextTimeoutEnabled = true
 	}
 
+	var signing signingKeys
+	if cfg.SigningKeyFile != "" {
+		if signing, err = loadSigningKeys(cfg.SigningKeyFile); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		ids := make([]string, len(signing.keys))
+		for i, k := range signing.keys {
+			ids[i] = k.ID()
+		}
+		log.Info("webhooks are signed (v1a)", "key_ids", ids)
+	}
+
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
 	guard := cfg.guard()
@@ -116,7 +128,12 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 			ReadOnly:     true,
 		})
 		defer mon.Close()
-		server := &api.API{Service: svc, Guard: guard, Token: cfg.APIToken, Log: log, Metrics: m, Monitoring: mon}
+		tester, err := newTester(cfg, guard, signing)
+		if err != nil {
+			return err
+		}
+		server := &api.API{Service: svc, Guard: guard, Token: cfg.APIToken, Log: log, Metrics: m, Monitoring: mon,
+			SigningKeys: signing.list(), Tester: tester}
 		srv := newHTTPServer(server.Handler(), log)
 		ln, err := net.Listen("tcp", cfg.APIAddr)
 		if err != nil {
@@ -142,6 +159,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 			Limiter:   limiter.New(cfg.HostConcurrency),
 			Log:       log,
 			Metrics:   m,
+			Signer:    signing.signer(),
 		}
 		srv = asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{
 			Concurrency:     cfg.Concurrency,

@@ -69,8 +69,13 @@ type API struct {
 	Log        *slog.Logger
 	Metrics    EnqueueRecorder
 	Monitoring http.Handler // asynqmon, served under /monitoring/ behind basic auth
+	// SigningKeys are listed by GET /v1/signing-keys (empty: signing off).
+	SigningKeys []SigningKey
+	// Tester serves POST /v1/webhooks/test; nil leaves it unrouted.
+	Tester TestSender
 
 	tokenOnce sync.Once
+	testLimit testLimiter
 	tokenHash [sha256.Size]byte
 }
 
@@ -78,6 +83,9 @@ type API struct {
 type DeliveryRequest struct {
 	Webhook    string              `json:"webhook"`
 	Generation *payload.Generation `json:"generation"`
+	// Signing, when present, carries the receiver's "v1" secret: stored
+	// with the delivery, never in the task payload, never returned.
+	Signing *SigningRequest `json:"signing,omitempty"`
 }
 
 // Handler returns the API's routes.
@@ -90,6 +98,10 @@ func (a *API) Handler() http.Handler {
 	v1("/v1/deliveries/{id}", methods{http.MethodGet: a.getDelivery})
 	v1("/v1/deliveries/{id}/redeliver", methods{http.MethodPost: a.redeliverOne})
 	v1("/v1/webhooks/check", methods{http.MethodPost: a.checkWebhook})
+	v1("/v1/signing-keys", methods{http.MethodGet: a.listSigningKeys})
+	if a.Tester != nil {
+		v1("/v1/webhooks/test", methods{http.MethodPost: a.testWebhook})
+	}
 	mux.Handle("/healthz", methods{http.MethodGet: Healthz})
 	mux.Handle("/readyz", methods{http.MethodGet: Readyz(a.Service.Ping)})
 	if a.Monitoring != nil {
@@ -267,6 +279,10 @@ func (a *API) prepare(req DeliveryRequest) (dispatcher.Delivery, *apiError) {
 		return dispatcher.Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_webhook", Message: "webhook is required",
 			Fields: []payload.FieldError{{Field: "webhook", Reason: "is required"}}}
 	}
+	secret, e := parseSigning(req.Signing)
+	if e != nil {
+		return dispatcher.Delivery{}, e
+	}
 	if err := a.Guard.CheckURL(req.Webhook); err != nil {
 		return dispatcher.Delivery{}, &apiError{Status: http.StatusUnprocessableEntity, Code: "webhook_refused", Message: err.Error()}
 	}
@@ -274,7 +290,7 @@ func (a *API) prepare(req DeliveryRequest) (dispatcher.Delivery, *apiError) {
 	if err != nil {
 		return dispatcher.Delivery{}, &apiError{Status: http.StatusBadRequest, Code: "invalid_generation", Message: err.Error()}
 	}
-	return dispatcher.Delivery{ID: g.ID, Webhook: req.Webhook, Body: body}, nil
+	return dispatcher.Delivery{ID: g.ID, Webhook: req.Webhook, Body: body, Signed: !secret.IsZero(), Secret: secret}, nil
 }
 
 // enqueue stores d and maps the outcome to an answer status.

@@ -57,7 +57,8 @@ func (s *Service) schedule() schedule.Schedule {
 	return s.Schedule
 }
 
-// Enqueue stores d durably. It returns nil only once Redis holds the task,
+// Enqueue stores d durably, and d.Secret (if any) in the store first. It
+// returns nil only once Redis holds the task,
 // dispatcher.ErrDuplicate when a delivery with the same id exists (queued, retrying,
 // delivered within the retention, or failed), and dispatcher.ErrUnavailable otherwise.
 func (s *Service) Enqueue(ctx context.Context, d dispatcher.Delivery) error {
@@ -74,6 +75,14 @@ func (s *Service) Enqueue(ctx context.Context, d dispatcher.Delivery) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if !d.Secret.IsZero() {
+		// Before the task, so no worker finds a signed task without its
+		// secret. A resend of the id (409) replaces it: the newest secret
+		// the caller gave is the one the receiver holds.
+		if err := s.Store.SetSecret(ctx, d.ID, d.Secret); err != nil {
+			return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
+		}
+	}
 	_, err = s.Client.EnqueueContext(ctx, task, s.options(d.ID)...)
 	switch {
 	case err == nil:

@@ -1,6 +1,7 @@
 // Package store owns every Redis key of the dispatcher outside asynq's own:
-// the attempt log, the failed records and their index, the replication
-// barrier used for WAIT, and the health check. Keys are built only in
+// the attempt log, the failed records and their index, the per-delivery
+// signing secrets, the replication barrier used for WAIT, and the health
+// check. Keys are built only in
 // keys.go, so a change of key scheme (hash tags for Redis Cluster) is one
 // edit there.
 //
@@ -173,8 +174,8 @@ func (s *Store) Attempts(ctx context.Context, id string) ([]dispatcher.Attempt, 
 	return out, nil
 }
 
-// MarkFailed records r and keeps its attempt log without expiry, in one
-// transaction.
+// MarkFailed records r and keeps its attempt log and signing secret without
+// expiry, in one transaction.
 func (s *Store) MarkFailed(ctx context.Context, r dispatcher.FailedRecord) error {
 	raw, err := json.Marshal(r)
 	if err != nil {
@@ -184,6 +185,7 @@ func (s *Store) MarkFailed(ctx context.Context, r dispatcher.FailedRecord) error
 		p.Set(ctx, s.keys.failed(r.ID), raw, 0)
 		p.ZAdd(ctx, s.keys.failedIndex(), redis.Z{Score: float64(r.FailedAt.UnixMilli()), Member: r.ID})
 		p.Persist(ctx, s.keys.attempts(r.ID))
+		p.Persist(ctx, s.keys.secret(r.ID)) // a no-op for unsigned deliveries
 		return nil
 	})
 	if err != nil {
@@ -208,12 +210,13 @@ func (s *Store) Failed(ctx context.Context, id string) (r dispatcher.FailedRecor
 }
 
 // ClearFailed forgets that id failed (it has been queued again) and lets its
-// attempt log expire like any other.
+// attempt log and signing secret expire like any other's, LogTTL from now.
 func (s *Store) ClearFailed(ctx context.Context, id string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, s.keys.failed(id))
 		p.ZRem(ctx, s.keys.failedIndex(), id)
 		p.Expire(ctx, s.keys.attempts(id), s.logTTL)
+		p.Expire(ctx, s.keys.secret(id), s.logTTL)
 		return nil
 	})
 	if err != nil {

@@ -1,7 +1,8 @@
 // Package worker delivers webhooks: the asynq handler that makes one attempt
 // per task, the guarded HTTP client it POSTs with, and ServerConfig, the one
 // constructor of the asynq.Config that runs it (retry delays, what counts as
-// a failure and which queues to poll, set together).
+// a failure and which queues to poll, set together). Tester makes one test
+// attempt outside the queue with the same client, guard and signing.
 //
 // It reads and writes Redis only through the store and asynq, and serves no
 // HTTP.
@@ -24,6 +25,7 @@ import (
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/limiter"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
 	"github.com/artificialstudio/webhook-dispatcher/payload"
+	"github.com/artificialstudio/webhook-dispatcher/payload/signature"
 	"github.com/artificialstudio/webhook-dispatcher/schedule"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
@@ -75,6 +77,9 @@ type Handler struct {
 	Limiter   limiter.Limiter
 	Log       *slog.Logger
 	Metrics   Recorder
+	// Signer adds the Standard Webhooks headers with the provider's v1a
+	// keys; nil sends them only for deliveries with their own v1 secret.
+	Signer Signer
 }
 
 var _ asynq.Handler = (*Handler)(nil)
@@ -97,6 +102,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 
+	secret, err := h.deliverySecret(ctx, d, final)
+	if err != nil {
+		return err
+	}
+
 	host, hostname := destination(d.Webhook)
 	slot, err := h.acquire(ctx, d.ID, host, hostname, final)
 	if err != nil {
@@ -107,7 +117,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.Metrics.InFlight(1)
 		defer h.Metrics.InFlight(-1)
 	}
-	a, err := h.attempt(ctx, d)
+	a, err := h.attempt(ctx, d, secret)
 	h.limiter().Release(slot, a.EndedAt.Sub(a.StartedAt))
 	if err != nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
 		// Shutdown: asynq puts the task back without spending an attempt, so
@@ -195,8 +205,8 @@ func (h *Handler) waitForNominalTime(ctx context.Context, id string, retried int
 	}
 }
 
-// attempt POSTs d once and classifies the result.
-func (h *Handler) attempt(ctx context.Context, d dispatcher.Delivery) (dispatcher.Attempt, error) {
+// attempt POSTs d once, signed afresh (see signRequest), and classifies the result.
+func (h *Handler) attempt(ctx context.Context, d dispatcher.Delivery, secret signature.Secret) (dispatcher.Attempt, error) {
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -220,6 +230,9 @@ func (h *Handler) attempt(ctx context.Context, d dispatcher.Delivery) (dispatche
 		return finish(fmt.Errorf("build request: %w", err))
 	}
 	payload.SetHeaders(req.Header, d.ID, h.UserAgent)
+	if err := signRequest(h.Signer, req.Header, d.ID, a.StartedAt, d.Body, secret); err != nil {
+		return finish(err)
+	}
 	resp, err := h.Client.Do(req)
 	if err != nil {
 		// net/http names the whole URL in its errors; the path and query may

@@ -122,6 +122,22 @@ func TestInteropNode(t *testing.T) {
 			[]bool{false, true, false}, []bool{false, true, false})
 	}
 
+	// Dotted ids (generation ids may hold '.'): the official library and Node
+	// check them like any other; moving the id's last dot breaks both.
+	for i, id := range []string{"gen.507f1f77bcf86cd799439011", "a.b.c:d~e-f_g"} {
+		h := mustSign(t, signature.Signer{Keys: all}, id, time.Now(), body, allSecrets...)
+		c := nodeCase{
+			Name: fmt.Sprintf("dotted id %d", i+1), ID: h.ID, Timestamp: h.Timestamp, Signature: h.Signature,
+			BodyB64: base64.StdEncoding.EncodeToString(body),
+			Secrets: secrets, PublicKeys: pubs, wantV1: []bool{true, true, false}, wantV1a: []bool{true, true, false},
+		}
+		cases = append(cases, c)
+		c.Name += " presented without its last dot"
+		c.ID = strings.Replace(id, ".", "", 1)
+		c.wantV1, c.wantV1a = none, none
+		cases = append(cases, c)
+	}
+
 	// Tampered: Node must reject every entry.
 	tamper := map[string]func(*signature.Headers, *[]byte){
 		"tampered body": func(_ *signature.Headers, b *[]byte) {

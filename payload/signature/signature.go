@@ -64,9 +64,11 @@ var (
 	// ErrNoKeys: Sign was given no key and no secret, or Verify no key.
 	ErrNoKeys = errors.New("signature: no keys")
 	// ErrInvalidID: a message id that is empty, longer than MaxIDLength, or
-	// holds a '.' or a byte outside visible ASCII (so it is a valid header
-	// value). The specification asks for ids without '.' so that the signed
-	// string splits only one way.
+	// holds a byte outside visible ASCII (so it is a valid header value).
+	// Ids may hold '.', as the official libraries accept (the dispatcher's
+	// generation ids may): the signed string "{id}.{ts}.{body}" then splits
+	// more than one way only into a body that starts with decimal digits and
+	// a '.', never a JSON object or array.
 	ErrInvalidID = errors.New("signature: invalid message id")
 	// ErrInvalidTimestamp: Sign was given a time before the Unix epoch.
 	ErrInvalidTimestamp = errors.New("signature: timestamp before 1970")
@@ -97,13 +99,13 @@ var (
 const MaxIDLength = 256
 
 // checkID reports whether id may be signed: 1 to MaxIDLength bytes of visible
-// ASCII (0x21-0x7E, so it is a valid header value) other than '.'.
+// ASCII (0x21-0x7E, so it is a valid header value), '.' included.
 func checkID(id string) bool {
 	if id == "" || len(id) > MaxIDLength {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		if c := id[i]; c < 0x21 || c > 0x7e || c == '.' {
+		if c := id[i]; c < 0x21 || c > 0x7e {
 			return false
 		}
 	}

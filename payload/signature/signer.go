@@ -25,7 +25,7 @@ type Signer struct {
 //
 // Errors: ErrNoKeys when there is nothing to sign with, ErrInvalidKey for a
 // zero Secret or PrivateKey, ErrInvalidID for an id that is empty, longer
-// than MaxIDLength bytes, or holds a '.' or a byte outside visible ASCII,
+// than MaxIDLength bytes, or holds a byte outside visible ASCII ('.' is fine),
 // ErrInvalidTimestamp for ts before 1970.
 func (s Signer) Sign(id string, ts time.Time, body []byte, secrets ...Secret) (Headers, error) {
 	if len(s.Keys)+len(secrets) == 0 {

@@ -64,7 +64,7 @@ func Verify(h Headers, body []byte, now time.Time, tolerance time.Duration, keys
 		return fmt.Errorf("%w: %s", ErrMissingHeader, HeaderSignature)
 	}
 	if !checkID(h.ID) {
-		return fmt.Errorf("%w: %s: want 1 to %d visible ASCII characters without '.'",
+		return fmt.Errorf("%w: %s: want 1 to %d visible ASCII characters",
 			ErrMalformedHeader, HeaderID, MaxIDLength)
 	}
 	ts, err := parseTimestamp(h.Timestamp)
