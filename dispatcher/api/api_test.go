@@ -37,12 +37,15 @@ func newFakeService() *fakeService { return &fakeService{stored: map[string]disp
 
 func (f *fakeService) Enqueue(_ context.Context, d dispatcher.Delivery) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.enqueueErr != nil {
-		if err := f.enqueueErr(d.ID); err != nil {
+	fail := f.enqueueErr
+	f.mu.Unlock()
+	if fail != nil {
+		if err := fail(d.ID); err != nil {
 			return err
 		}
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if _, dup := f.stored[d.ID]; dup {
 		return fmt.Errorf("enqueue %s: %w", d.ID, dispatcher.ErrDuplicate)
 	}
@@ -490,6 +493,9 @@ func TestBatchStopsAfterUnavailable(t *testing.T) {
 		if id == "b-3" {
 			return fmt.Errorf("enqueue: %w", dispatcher.ErrUnavailable)
 		}
+		// A Redis round trip: the failure of b-3 is known long before the
+		// first wave of 16 concurrent enqueues ends.
+		time.Sleep(5 * time.Millisecond)
 		return nil
 	}
 	srv := newTestAPI(t, svc)
