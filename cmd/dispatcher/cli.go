@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/api"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )

@@ -132,8 +132,8 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 	redisURL := fs.String("redis-url", "", "Redis `URI` (default $REDIS_URL; visible in ps: prefer the environment or REDIS_URL_FILE)")
 	var (
 		state, host, since, until, cursor *string
-		limit                              *int
-		asJSON, dryRun                     *bool
+		limit                             *int
+		asJSON, dryRun                    *bool
 	)
 	switch sub {
 	case "list":
@@ -393,4 +393,3 @@ func queueCommand(ctx context.Context, args []string, getenv func(string) string
 	tw.Flush()
 	return nil
 }
-
