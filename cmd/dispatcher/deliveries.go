@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -79,6 +80,9 @@ func openService(getenv func(string) string, redisURL string) (*queue.Service, f
 	if !ok {
 		return nil, nil, errors.New("redis: unexpected client type")
 	}
+	// A command reports its own error once; go-redis's retry chatter (plain
+	// text on stderr by default) would only repeat it.
+	routeRedisLogs(slog.New(slog.DiscardHandler))
 	client := asynq.NewClientFromRedisClient(rdb)
 	svc := &queue.Service{
 		Client:    client,
