@@ -82,7 +82,7 @@ func newEnv(ctx context.Context, log io.Writer, extraEnv []string) (e *env, err 
 		},
 		Timeout: 30 * time.Second,
 	}
-	// PPROF only adds routes on the metrics port; it costs nothing unless used.
+	// PPROF only serves profiles on PPROF_ADDR; it costs nothing unless used.
 	if e.api, err = e.startDispatcher(ctx, "api", "PPROF=true"); err != nil {
 		return e, err
 	}
@@ -364,6 +364,7 @@ func (e *env) dataMemory(ctx context.Context) (int64, error) {
 type dproc struct {
 	*proc
 	apiURL, metricsURL string
+	pprofURL           string // served only with PPROF=true
 }
 
 // startDispatcher runs `dispatcher mode` against the run's Redis and
@@ -377,9 +378,14 @@ func (e *env) startDispatcher(ctx context.Context, mode string, extra ...string)
 	if err != nil {
 		return nil, err
 	}
+	pprofPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	d := &dproc{
 		apiURL:     "http://127.0.0.1:" + strconv.Itoa(apiPort),
 		metricsURL: "http://127.0.0.1:" + strconv.Itoa(metricsPort),
+		pprofURL:   "http://127.0.0.1:" + strconv.Itoa(pprofPort),
 	}
 	environ := append([]string{
 		"PATH=" + os.Getenv("PATH"),
@@ -387,6 +393,7 @@ func (e *env) startDispatcher(ctx context.Context, mode string, extra ...string)
 		"REDIS_URL=" + e.redisURL(),
 		"API_ADDR=127.0.0.1:" + strconv.Itoa(apiPort),
 		"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(metricsPort),
+		"PPROF_ADDR=127.0.0.1:" + strconv.Itoa(pprofPort),
 		"API_TOKEN=" + apiToken,
 		"URLGUARD_ALLOW_CIDRS=127.0.0.1/32",
 		"WEBHOOK_CA_FILE=" + e.rcv.caFile,

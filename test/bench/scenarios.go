@@ -809,7 +809,7 @@ func (b *bench) profiles(ctx context.Context) error {
 	defer w.kill()
 	workerFile := filepath.Join(dir, "worker-drain.pprof")
 	profErr := make(chan error, 1)
-	go func() { profErr <- fetchProfile(ctx, w.metricsURL, seconds, workerFile) }()
+	go func() { profErr <- fetchProfile(ctx, w.pprofURL, seconds, workerFile) }()
 	time.Sleep(50 * time.Millisecond) // the profile starts when the request arrives
 	if _, err := b.timedDrain(ctx, t, n, w.pid()); err != nil {
 		return w.failure(err)
@@ -825,7 +825,7 @@ func (b *bench) profiles(ctx context.Context) error {
 		return err
 	}
 	apiFile := filepath.Join(dir, "api-batch.pprof")
-	go func() { profErr <- fetchProfile(ctx, e.api.metricsURL, seconds, apiFile) }()
+	go func() { profErr <- fetchProfile(ctx, e.api.pprofURL, seconds, apiFile) }()
 	if _, _, err := closedLoop(ctx, 16, (seconds+1)*time.Second, b.batchOp(newTally().run)); err != nil {
 		return err
 	}
@@ -839,7 +839,7 @@ func (b *bench) profiles(ctx context.Context) error {
 		return err
 	}
 	singleFile := filepath.Join(dir, "api-single.pprof")
-	go func() { profErr <- fetchProfile(ctx, e.api.metricsURL, seconds, singleFile) }()
+	go func() { profErr <- fetchProfile(ctx, e.api.pprofURL, seconds, singleFile) }()
 	run := newTally().run
 	if _, _, err := closedLoop(ctx, 64, (seconds+1)*time.Second, func(ctx context.Context, w, iter int) (int, error) {
 		return 1, e.enqueueOne(ctx, e.rcv.url(iter), idFor(run, w, iter, 0))
@@ -853,10 +853,10 @@ func (b *bench) profiles(ctx context.Context) error {
 	return e.flush(ctx)
 }
 
-func fetchProfile(ctx context.Context, metricsURL string, seconds int, file string) error {
+func fetchProfile(ctx context.Context, pprofURL string, seconds int, file string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds+30)*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/debug/pprof/profile?seconds="+strconv.Itoa(seconds), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pprofURL+"/debug/pprof/profile?seconds="+strconv.Itoa(seconds), nil)
 	if err != nil {
 		return err
 	}
