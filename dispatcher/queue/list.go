@@ -96,6 +96,12 @@ func (s *Service) List(ctx context.Context, f dispatcher.Filter, cursor string, 
 				}
 				more := i+1 < len(tasks) || len(tasks) == scanPage || qi+1 < len(queues)
 				if (len(out) == limit || scanned >= MaxScan) && more {
+					switch {
+					case i+1 == scanPage: // the page is done: the next one
+						return out, taskCursor(qi, page+1, 0), nil
+					case i+1 == len(tasks): // the queue is done: the next one
+						return out, taskCursor(qi+1, 1, 0), nil
+					}
 					return out, taskCursor(qi, page, i+1), nil
 				}
 			}
