@@ -21,6 +21,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /dispatcher /dispatcher
 USER 65532:65532
-# 8080: API (API_ADDR); 9090: /metrics and /healthz (METRICS_ADDR).
-EXPOSE 8080 9090
+# 8080: API (API_ADDR); /metrics and /healthz (METRICS_ADDR): 9090 for worker and all,
+# 9091 for api (docker-compose sets 9090 for both, one process per container).
+EXPOSE 8080 9090 9091
 ENTRYPOINT ["/dispatcher"]

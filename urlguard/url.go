@@ -185,10 +185,10 @@ func checkPort(port string) error {
 			return refuse(ErrPort, "port %q is not a decimal number", port)
 		}
 	}
-	if port[0] == '0' {
+	if port[0] == '0' && len(port) > 1 {
 		return refuse(ErrPort, "port %q has a leading zero", port)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n > 65535 {
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return refuse(ErrPort, "port %q is outside 1-65535", port)
 	}
 	return nil

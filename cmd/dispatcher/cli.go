@@ -11,18 +11,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/api"
-	"github.com/artificialstudio/webhook-dispatcher/dispatcher/queue"
-	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
 
@@ -49,129 +41,21 @@ func checkURLCommand(args []string, getenv func(string) string, stdout, stderr i
 	return nil
 }
 
-// openService connects the operator commands to REDIS_URL.
-func openService(getenv func(string) string, redisURL string) (*queue.Service, func(), error) {
-	if redisURL == "" {
-		redisURL = getenv("REDIS_URL")
-	}
-	if redisURL == "" {
-		return nil, nil, errors.New("REDIS_URL (or --redis-url) is required")
-	}
-	opt, err := asynq.ParseRedisURI(redisURL)
-	if err != nil {
-		return nil, nil, errors.New("REDIS_URL is not a valid redis URI")
-	}
-	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, nil, errors.New("redis: unexpected client type")
-	}
-	client := asynq.NewClientFromRedisClient(rdb)
-	svc := &queue.Service{
-		Client:    client,
-		Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		Store:     store.New(rdb, 0),
-	}
-	if n, err := strconv.Atoi(getenv("ENQUEUE_MIN_REPLICAS")); err == nil && n > 0 {
-		svc.MinReplicas = n
-	}
-	if s := getenv("RETENTION"); s != "" {
-		if d, err := time.ParseDuration(s); err == nil {
-			svc.Retention = d
-		}
-	}
-	return svc, func() { client.Close(); rdb.Close() }, nil
-}
-
-func deliveriesCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errUsage{errors.New("usage: dispatcher deliveries list|show|redeliver ...")}
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("deliveries "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	redisURL := fs.String("redis-url", "", "Redis URI (default $REDIS_URL)")
-	state := fs.String("state", "failed", "state to list (only failed)")
-	limit := fs.Int("limit", 50, "deliveries per page")
-	cursor := fs.String("cursor", "", "cursor from the previous page")
-	since := fs.String("since", "", "redeliver every delivery that failed at or after this RFC 3339 time")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return errUsage{err}
-	}
-	svc, closeSvc, err := openService(getenv, *redisURL)
-	if err != nil {
-		return err
-	}
-	defer closeSvc()
-
-	switch sub {
-	case "list":
-		if dispatcher.State(*state) != dispatcher.StateFailed {
-			return errUsage{errors.New("--state: only \"failed\" can be listed")}
-		}
-		list, next, err := svc.ListFailed(ctx, *cursor, *limit)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(stdout, map[string]any{"deliveries": list, "nextCursor": next})
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tFAILED AT\tWEBHOOK HOST\tLAST ERROR")
-		for _, d := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.ID, d.FailedAt.Format(time.RFC3339), hostOf(d.Webhook), oneLine(d.LastError, 80))
-		}
-		tw.Flush()
-		fmt.Fprintf(stdout, "%d shown", len(list))
-		if next != "" {
-			fmt.Fprintf(stdout, "; next page: dispatcher deliveries list --cursor %s", next)
-		}
-		fmt.Fprintln(stdout)
-		return nil
-	case "show":
-		if fs.NArg() != 1 {
-			return errUsage{errors.New("usage: dispatcher deliveries show ID")}
-		}
-		st, err := svc.Status(ctx, fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		return printJSON(stdout, st)
-	case "redeliver":
-		switch {
-		case *since != "" && fs.NArg() == 0:
-			t, err := time.Parse(time.RFC3339Nano, *since)
-			if err != nil {
-				return errUsage{fmt.Errorf("--since: want an RFC 3339 time such as 2024-01-15T00:00:00Z: %w", err)}
-			}
-			n, err := svc.RedeliverFailedSince(ctx, t)
-			fmt.Fprintf(stdout, "queued %d failed deliveries again\n", n)
-			return err
-		case *since == "" && fs.NArg() == 1:
-			if err := svc.Redeliver(ctx, fs.Arg(0)); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "queued %s again for a fresh cycle of attempts\n", fs.Arg(0))
-			return nil
-		default:
-			return errUsage{errors.New("usage: dispatcher deliveries redeliver ID | --since RFC3339")}
-		}
-	default:
-		return errUsage{fmt.Errorf("unknown deliveries command %q (list, show, redeliver)", sub)}
-	}
-}
-
 // enqueueCommand streams a JSON-lines file to POST /v1/deliveries/batch.
 func enqueueCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	file := fs.String("file", "", "JSON-lines file, one {\"webhook\":…,\"generation\":{…}} per line; - for stdin")
-	apiURL := fs.String("api", envOr(getenv, "API_URL", "http://127.0.0.1:8080"), "API base URL (env API_URL)")
-	batchSize := fs.Int("batch", 100, "deliveries per request (at most 500)")
-	if err := fs.Parse(args); err != nil {
+	file := fs.String("file", "", "JSON-lines `file`, one {\"webhook\":…,\"generation\":{…}} per line; - for stdin")
+	apiURL := fs.String("api", envOr(getenv, "API_URL", "http://127.0.0.1:8080"), "API base `URL` (env API_URL)")
+	batchSize := fs.Int("batch", 100, "deliveries per `request` (at most 500)")
+	if pos, err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return errUsage{fmt.Errorf("enqueue takes no arguments, got %q", pos)}
+	}
+	token, err := secretFromEnv(getenv, "API_TOKEN")
+	if err != nil {
 		return errUsage{err}
 	}
-	token := getenv("API_TOKEN")
 	if *file == "" || token == "" {
 		return errUsage{errors.New("usage: API_TOKEN=… dispatcher enqueue --file deliveries.jsonl [--api URL]")}
 	}
@@ -319,16 +203,6 @@ func envOr(getenv func(string) string, key, def string) string {
 		return v
 	}
 	return def
-}
-
-func hostOf(raw string) string {
-	if i := strings.Index(raw, "://"); i >= 0 {
-		raw = raw[i+3:]
-	}
-	if i := strings.IndexAny(raw, "/?#"); i >= 0 {
-		raw = raw[:i]
-	}
-	return raw
 }
 
 func oneLine(s string, max int) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -16,33 +17,65 @@ import (
 )
 
 // setting is one configuration value: an environment variable that is also a
-// flag (the flag wins), with its documented default.
+// flag (the flag wins), with its documented default. Usage text shows value,
+// the value's name, and never the current value of any setting.
 type setting struct {
-	env, def, help string
+	env, def, value, help string
+	// modes says which servers read it: 'a' api, 'w' worker (all reads both).
+	modes string
 }
 
-// settings lists every option; the README's table mirrors it.
+// settings lists every option; the README's table mirrors it. Help texts
+// hold no back quotes: the flag package would read a quoted word as the
+// value's name.
 var settings = []setting{
-	{"REDIS_URL", "", "Redis URI (redis://, rediss://, redis-sentinel://); empty under `all` starts an embedded in-memory Redis"},
-	{"API_ADDR", ":8080", "listen address of the enqueue API"},
-	{"METRICS_ADDR", ":9090", "listen address of /metrics, /healthz and (with PPROF) /debug/pprof"},
-	{"API_TOKEN", "", "bearer token for /v1/*; required by `api`; generated and printed once under `all` when empty"},
-	{"WORKER_CONCURRENCY", "100", "concurrent deliveries per worker process"},
-	{"HOST_CONCURRENCY", "20", "concurrent attempts per destination (scheme://host:port) per worker process; 0 disables the cap"},
-	{"DELIVERY_TIMEOUT", "5s", "time limit of one attempt: connect, TLS, request and response"},
-	{"POLL_INTERVAL", "20ms", "how often an idle worker asks Redis for work (asynq TaskCheckInterval)"},
-	{"FORWARD_INTERVAL", "100ms", "how often due retries are moved back to the queue (asynq DelayedTaskCheckInterval)"},
-	{"RETENTION", "168h", "how long delivered deliveries stay queryable (and their ids reserved)"},
-	{"ENQUEUE_MIN_REPLICAS", "0", "replicas that must hold each accepted delivery (Redis WAIT, up to 1s) before the API answers 202, else 503; 0 answers once the primary holds it (asynchronous replication: a failover may lose it)"},
-	{"SHUTDOWN_TIMEOUT", "", "how long SIGTERM waits for in-flight deliveries before handing them back; default DELIVERY_TIMEOUT+5s"},
-	{"LOG_LEVEL", "info", "debug, info, warn or error"},
-	{"PPROF", "false", "serve /debug/pprof on METRICS_ADDR"},
-	{"SIGNING_KEY_FILE", "", "file of v1a signing keys (whsk_…, one per line; all sign, for rotation; `dispatcher signing-keygen` makes one); empty: webhooks are not signed with a provider key"},
-	{"URLGUARD_DENY_CIDRS", "", "comma-separated CIDRs refused like private ranges at registration and at dial time: the provider's own public ranges (egress NAT, VPC IPv6, anything that allow-lists it); wins over URLGUARD_ALLOW_CIDRS"},
-	{"URLGUARD_ALLOWED_PORTS", "", "comma-separated ports webhooks may use, e.g. 443,8443; empty allows every port"},
-	{"URLGUARD_ALLOW_CIDRS", "", "TESTS/STAGING ONLY: comma-separated CIDRs exempted from the URL guard"},
-	{"WEBHOOK_CA_FILE", "", "TESTS/STAGING ONLY: PEM file of extra trusted root CAs for receivers"},
-	{"RETRY_SCHEDULE", "", "TESTS/STAGING ONLY: nine comma-separated durations replacing the published retry schedule"},
+	{"REDIS_URL", "", "URI", "Redis URI (redis://, rediss://, redis-sentinel://); empty under all starts an embedded in-memory Redis. Holds the password: prefer REDIS_URL_FILE or the environment, a flag value is visible in ps", "aw"},
+	{"REDIS_URL_FILE", "", "FILE", "file holding REDIS_URL (one line; the container-secret convention)", "aw"},
+	{"API_ADDR", ":8080", "ADDR", "listen address of the enqueue API", "a"},
+	{"METRICS_ADDR", ":9090", "ADDR", "listen address of /metrics, /healthz and /readyz; default :9091 for api, :9090 for worker and all, so both run side by side on one host", "aw"},
+	{"API_TOKEN", "", "TOKEN", "bearer token for /v1/*; required by api; generated and printed once under all when empty. Prefer API_TOKEN_FILE or the environment: a flag value is visible in ps", "a"},
+	{"API_TOKEN_FILE", "", "FILE", "file holding API_TOKEN (one line)", "a"},
+	{"WORKER_CONCURRENCY", "100", "N", "concurrent deliveries per worker process", "w"},
+	{"HOST_CONCURRENCY", "20", "N", "concurrent attempts per destination (scheme://host:port) per worker process; 0 disables the cap", "w"},
+	{"DELIVERY_TIMEOUT", "5s", "DURATION", "time limit of one attempt: connect, TLS, request and response", "aw"},
+	{"POLL_INTERVAL", "20ms", "DURATION", "how often an idle worker asks Redis for work (asynq TaskCheckInterval)", "w"},
+	{"FORWARD_INTERVAL", "100ms", "DURATION", "how often due retries are moved back to the queue (asynq DelayedTaskCheckInterval)", "w"},
+	{"RETENTION", "168h", "DURATION", "how long delivered deliveries stay queryable (and their ids reserved)", "aw"},
+	{"ENQUEUE_MIN_REPLICAS", "0", "N", "replicas that must hold each accepted delivery (Redis WAIT, up to 1s) before the API answers 202, else 503; 0 answers once the primary holds it (asynchronous replication: a failover may lose it)", "a"},
+	{"SHUTDOWN_TIMEOUT", "", "DURATION", "how long SIGTERM waits for in-flight deliveries before handing them back; default DELIVERY_TIMEOUT+5s", "w"},
+	{"LOG_LEVEL", "info", "LEVEL", "debug, info, warn or error", "aw"},
+	{"PPROF", "false", "BOOL", "serve /debug/pprof/ (never the command line) on PPROF_ADDR", "aw"},
+	{"PPROF_ADDR", "127.0.0.1:6060", "ADDR", "listen address of /debug/pprof/ when PPROF is on; loopback unless you choose otherwise (it has no authentication)", "aw"},
+	{"SIGNING_KEY_FILE", "", "FILE", "file of v1a signing keys (whsk_…, one per line; all sign, for rotation; dispatcher signing-keygen makes one); empty: webhooks are not signed with a provider key", "aw"},
+	{"URLGUARD_DENY_CIDRS", "", "CIDRS", "comma-separated CIDRs refused like private ranges at registration and at dial time: the provider's own public ranges (egress NAT, VPC IPv6, anything that allow-lists it); wins over URLGUARD_ALLOW_CIDRS", "aw"},
+	{"URLGUARD_ALLOWED_PORTS", "", "PORTS", "comma-separated ports webhooks may use, e.g. 443,8443; empty allows every port", "aw"},
+	{"URLGUARD_ALLOW_CIDRS", "", "CIDRS", "TESTS/STAGING ONLY: comma-separated CIDRs exempted from the URL guard; in split mode set it on the api too (registration) as well as the worker (dial)", "aw"},
+	{"WEBHOOK_CA_FILE", "", "FILE", "TESTS/STAGING ONLY: PEM file of extra trusted root CAs for receivers", "w"},
+	{"RETRY_SCHEDULE", "", "LIST", "TESTS/STAGING ONLY: nine comma-separated durations replacing the published retry schedule (set it on the api too: deliveries show and GET /v1/deliveries/{id} compute nextAttemptAt from it)", "aw"},
+}
+
+// modeDefaults are defaults that differ by mode, so that one api and one
+// worker started with default settings on one host do not clash.
+var modeDefaults = map[string]map[string]string{
+	"api": {"METRICS_ADDR": ":9091"},
+}
+
+// relevant reports whether mode reads s (all reads everything).
+func (s setting) relevant(mode string) bool {
+	switch mode {
+	case "api":
+		return strings.ContainsRune(s.modes, 'a')
+	case "worker":
+		return strings.ContainsRune(s.modes, 'w')
+	}
+	return true
+}
+
+func (s setting) defaultFor(mode string) string {
+	if d, ok := modeDefaults[mode][s.env]; ok {
+		return d
+	}
+	return s.def
 }
 
 // config is the parsed configuration.
@@ -61,6 +94,7 @@ type config struct {
 	ShutdownTimeout   time.Duration
 	LogLevel          string
 	Pprof             bool
+	PprofAddr         string
 	AllowCIDRs        []netip.Prefix
 	DenyCIDRs         []netip.Prefix
 	AllowedPorts      []uint16
@@ -72,24 +106,82 @@ type config struct {
 
 func flagName(env string) string { return strings.ToLower(strings.ReplaceAll(env, "_", "-")) }
 
-// loadConfig reads the settings from args (flags) over getenv over defaults.
-func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (config, []string, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	values := make(map[string]*string, len(settings))
+// modeSummaries head each server's usage.
+var modeSummaries = map[string]string{
+	"all":    "The enqueue API and the delivery workers in one process (the default command).",
+	"api":    "The enqueue API only (plus asynqmon at /monitoring/ and the queue gauges).",
+	"worker": "Delivery workers only; run as many as you like on one Redis.",
+}
+
+// printSettings writes mode's usage: the settings it reads, each with its
+// value name, meaning, variable and documented default (never its current
+// value, which may be a secret).
+func printSettings(w io.Writer, mode string) {
+	fmt.Fprintf(w, "usage: dispatcher %s [flags]\n\n%s\n\nEvery setting is an environment variable and also a flag of the same name in\nlower case with dashes; the flag wins. Exit status: 0 ok, 1 failure, 2 usage.\n\n", mode, modeSummaries[mode])
 	for _, s := range settings {
-		v := getenv(s.env)
-		if v == "" {
-			v = s.def
+		if !s.relevant(mode) {
+			continue
 		}
-		values[s.env] = fs.String(flagName(s.env), v, s.help+" (env "+s.env+")")
+		def := ""
+		if d := s.defaultFor(mode); d != "" {
+			def = fmt.Sprintf("; default %q", d)
+		}
+		fmt.Fprintf(w, "  -%s %s\n    \t%s (env %s%s)\n", flagName(s.env), s.value, s.help, s.env, def)
+	}
+}
+
+// errHelp means -h or --help was asked for: the caller prints the usage on
+// stdout and exits 0.
+var errHelp = errors.New("help requested")
+
+// loadConfig reads the settings mode uses from args (flags) over getenv over
+// defaults; the other settings come from getenv or their defaults. A
+// *_FILE setting supplies its secret from a file. It returns errHelp for -h.
+func loadConfig(mode string, args []string, getenv func(string) string) (config, []string, error) {
+	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned once; usage is printed on request only
+	fs.Usage = func() {}
+	flags := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		if s.relevant(mode) {
+			flags[s.env] = fs.String(flagName(s.env), "", s.help)
+		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return config{}, nil, errUsage{err}
+		if errors.Is(err, flag.ErrHelp) {
+			return config{}, nil, errHelp
+		}
+		return config{}, nil, errUsage{fmt.Errorf("%w (dispatcher %s -h lists the settings)", err, mode)}
 	}
-	get := func(env string) string { return strings.TrimSpace(*values[env]) }
-
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	values := make(map[string]string, len(settings))
+	for _, s := range settings {
+		v := getenv(s.env)
+		if set[flagName(s.env)] {
+			v = *flags[s.env]
+		}
+		values[s.env] = v
+	}
 	var errs []error
+	for _, secret := range []string{"REDIS_URL", "API_TOKEN"} {
+		file := values[secret+"_FILE"]
+		if set[flagName(secret)] {
+			file = "" // the flag wins over the environment, files included
+		}
+		v, err := fromFile(secret, values[secret], file)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		values[secret] = v
+	}
+	for _, s := range settings {
+		if values[s.env] == "" {
+			values[s.env] = s.defaultFor(mode)
+		}
+	}
+	get := func(env string) string { return strings.TrimSpace(values[env]) }
+
 	intVal := func(env string, min int) int {
 		n, err := strconv.Atoi(get(env))
 		if err != nil || n < min {
@@ -122,6 +214,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		Retention:       durVal("RETENTION"),
 		ShutdownTimeout: durVal("SHUTDOWN_TIMEOUT"),
 		LogLevel:        get("LOG_LEVEL"),
+		PprofAddr:       get("PPROF_ADDR"),
 		CAFile:          get("WEBHOOK_CA_FILE"),
 		SigningKeyFile:  get("SIGNING_KEY_FILE"),
 	}
@@ -168,6 +261,33 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 // guard is the URL guard the configuration describes.
 func (c config) guard() *urlguard.Guard {
 	return urlguard.NewWithOptions(urlguard.Options{Allow: c.AllowCIDRs, Deny: c.DenyCIDRs, AllowedPorts: c.AllowedPorts})
+}
+
+// fromFile returns value, or the trimmed content of file when value is
+// empty; both set is an error (which one would win is a guess). Errors never
+// hold the secret.
+func fromFile(name, value, file string) (string, error) {
+	file = strings.TrimSpace(file)
+	if file == "" {
+		return value, nil
+	}
+	if value != "" {
+		return "", fmt.Errorf("%s and %s_FILE are both set: set one", name, name)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s_FILE: %w", name, err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("%s_FILE: %s is empty", name, file)
+	}
+	return v, nil
+}
+
+// secretFromEnv reads name from the environment or from name_FILE.
+func secretFromEnv(getenv func(string) string, name string) (string, error) {
+	return fromFile(name, getenv(name), getenv(name+"_FILE"))
 }
 
 // logTTL keeps attempt logs for the retry window plus the retention, with a day's margin.

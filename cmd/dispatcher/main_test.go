@@ -120,7 +120,7 @@ func TestConfigErrors(t *testing.T) {
 func TestFlagOverridesEnv(t *testing.T) {
 	cfg, _, err := loadConfig("all", []string{"-worker-concurrency", "7"}, func(k string) string {
 		return map[string]string{"WORKER_CONCURRENCY": "3", "DELIVERY_TIMEOUT": "2s"}[k]
-	}, &bytes.Buffer{})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,31 +15,57 @@ Commands:
   api                 enqueue API only
   worker              delivery workers only
   check-url URL       print the URL guard's verdict; exit 1 when refused
-  deliveries list     list failed deliveries (--state failed --limit N --cursor C)
+  deliveries list     list deliveries by state, host and time (--state S --host H --since T --json)
   deliveries show ID  show one delivery with its attempt log
-  deliveries redeliver ID | --since RFC3339
+  deliveries redeliver ID | --since T [--until T] [--host H] [--dry-run]
                       queue failed deliveries again for a fresh cycle of attempts
+  deliveries cancel ID | --host H [--since T] [--until T] [--dry-run]
+                      stop pending, scheduled or retrying deliveries (they end failed, "cancelled")
+  queue stats         counts per state, oldest pending age, top destinations by backlog
   enqueue --file F    send a JSON-lines file of deliveries to the API in batches
   healthcheck URL     GET URL, exit 0 on 200 (container health checks)
   signing-keygen      print a new v1a signing key, to append to SIGNING_KEY_FILE
   signing-keys        list the public keys of SIGNING_KEY_FILE, to publish (--json)
   test-send URL       one real, signed, guarded test webhook to URL now; prints the result
-  version             print the version
+  version, --version  print the version
 
-Every setting is an environment variable and also a flag: run
-"dispatcher all -h" for the list with defaults.
+"dispatcher COMMAND -h" prints a command's flags; "dispatcher all -h" (or api,
+worker) lists every setting with its default.
+
+Exit status: 0 success, 1 failure (including a refused URL or an unreachable
+Redis), 2 usage error (unknown command or flag, missing argument).
 `
 
 // run dispatches the command line; it returns when the command is done or,
 // for the servers, when ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, getenv, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil // the usage went to stdout: help is success
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "all"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		case "-version", "--version":
+			cmd, args = "version", args[1:]
+		}
 	}
 	switch cmd {
 	case "all", "api", "worker":
-		cfg, rest, err := loadConfig(cmd, args, getenv, stderr)
+		cfg, rest, err := loadConfig(cmd, args, getenv)
+		if errors.Is(err, errHelp) {
+			printSettings(stdout, cmd)
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("config: %w", err)
 		}
@@ -51,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return checkURLCommand(args, getenv, stdout, stderr)
 	case "deliveries":
 		return deliveriesCommand(ctx, args, getenv, stdout, stderr)
+	case "queue":
+		return queueCommand(ctx, args, getenv, stdout, stderr)
 	case "enqueue":
 		return enqueueCommand(ctx, args, getenv, stdout, stderr)
 	case "signing-keygen":
@@ -64,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "version":
 		fmt.Fprintf(stdout, "dispatcher %s (commit %s)\n", version, commit)
 		return nil
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
@@ -76,10 +104,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // errRefused makes check-url exit 1 without printing a second message.
 var errRefused = errors.New("refused")
 
+// exitCode is the documented exit status: 2 for usage errors, 1 for any
+// other failure.
 func exitCode(err error) int {
 	var u errUsage
 	if errors.As(err, &u) {
 		return 2
 	}
 	return 1
+}
+
+// errorLine is the one line main prints for err: "dispatcher: " once, even
+// when the error text starts with a package prefix of the same name.
+func errorLine(err error) string {
+	return "dispatcher: " + strings.TrimPrefix(err.Error(), "dispatcher: ")
 }

@@ -50,6 +50,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		fmt.Fprintf(stderr, "API_TOKEN was empty; generated for this run only: %s\n", cfg.APIToken)
 	}
 	warnTestSettings(log, cfg)
+	routeRedisLogs(log)
 	if len(cfg.DenyCIDRs) > 0 || len(cfg.AllowedPorts) > 0 {
 		denied := make([]string, len(cfg.DenyCIDRs))
 		for i, p := range cfg.DenyCIDRs {
@@ -102,6 +103,32 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		MinReplicas: cfg.MinReplicas,
 	}
 
+	// Every port is bound before anything starts or logs "started": a clash
+	// fails here and names the setting to change.
+	var apiLn, metricsLn, pprofLn net.Listener
+	defer func() {
+		for _, ln := range []net.Listener{apiLn, metricsLn, pprofLn} {
+			if ln != nil {
+				ln.Close() // no-op once served; closes what a failed start left open
+			}
+		}
+	}()
+	if runAPI {
+		if apiLn, err = listen("API_ADDR", cfg.APIAddr); err != nil {
+			return err
+		}
+	}
+	if cfg.MetricsAddr != "" && !(runAPI && cfg.MetricsAddr == cfg.APIAddr) {
+		if metricsLn, err = listen("METRICS_ADDR", cfg.MetricsAddr); err != nil {
+			return err
+		}
+	}
+	if cfg.Pprof {
+		if pprofLn, err = listen("PPROF_ADDR", cfg.PprofAddr); err != nil {
+			return err
+		}
+	}
+
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 	start := func(name string, fn func() error) {
@@ -117,7 +144,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 	defer cancel()
 
 	// Redis liveness for the gauge and the log, every few seconds.
-	start("redis ping", func() error { pingLoop(ctx, rdb, m, log); return nil })
+	start("redis ping", func() error { pingLoop(ctx, rdb, m, log.With("redis_addr", redisAddr(redisOpt))); return nil })
 
 	if runAPI {
 		// Queue gauges are read in exactly one process type: the API.
@@ -135,12 +162,8 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		server := &api.API{Service: svc, Guard: guard, Token: cfg.APIToken, Log: log, Metrics: m, Monitoring: mon,
 			SigningKeys: signing.list(), Tester: tester}
 		srv := newHTTPServer(server.Handler(), log)
-		ln, err := net.Listen("tcp", cfg.APIAddr)
-		if err != nil {
-			return fmt.Errorf("api: %w", err)
-		}
-		log.Info("api listening", "addr", ln.Addr().String())
-		start("api", func() error { return serveHTTP(ctx, srv, ln) })
+		log.Info("api listening", "addr", apiLn.Addr().String())
+		start("api", func() error { return serveHTTP(ctx, srv, apiLn) })
 	}
 
 	var srv *asynq.Server
@@ -179,27 +202,17 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 			"delivery_timeout", cfg.DeliveryTimeout.String(), "queue", queue.DefaultQueue)
 	}
 
-	if cfg.MetricsAddr != "" && !(runAPI && cfg.MetricsAddr == cfg.APIAddr) {
+	if metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(reg))
 		mux.HandleFunc("/healthz", api.Healthz)
 		mux.Handle("/readyz", api.Readyz(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }))
-		if cfg.Pprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		ln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			if srv != nil {
-				srv.Shutdown()
-			}
-			return fmt.Errorf("metrics: %w", err)
-		}
-		log.Info("metrics listening", "addr", ln.Addr().String(), "pprof", cfg.Pprof)
-		start("metrics", func() error { return serveHTTP(ctx, newHTTPServer(mux, log), ln) })
+		log.Info("metrics listening", "addr", metricsLn.Addr().String())
+		start("metrics", func() error { return serveHTTP(ctx, newHTTPServer(mux, log), metricsLn) })
+	}
+	if pprofLn != nil {
+		log.Warn("pprof listening (no authentication)", "addr", pprofLn.Addr().String())
+		start("pprof", func() error { return serveHTTP(ctx, newHTTPServer(pprofMux(), log), pprofLn) })
 	}
 
 	var runErr error
@@ -217,6 +230,32 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 	client.Close()
 	log.Info("stopped")
 	return runErr
+}
+
+// listen binds addr for the setting env, or says which setting to change.
+func listen(env, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("config: %s=%s cannot be used (%w): set %s (or -%s) to a free address", env, addr, err, env, flagName(env))
+	}
+	return ln, nil
+}
+
+// pprofMux serves the runtime profiles. /debug/pprof/cmdline is left out on
+// purpose: the command line may hold a secret passed as a flag.
+func pprofMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/debug/pprof/cmdline" {
+			http.NotFound(w, r)
+			return
+		}
+		pprof.Index(w, r)
+	})
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // newHTTPServer sets the timeouts a public-facing server needs.

@@ -171,7 +171,11 @@ func newTester(cfg config, guard *urlguard.Guard, sk signingKeys) (*worker.Teste
 // JSON; it exits 1 unless the receiver answered 200. No rate limit: an
 // operator command.
 func testSendCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, rest, err := loadConfig("test-send", args, getenv, stderr)
+	cfg, rest, err := loadConfig("test-send", args, getenv)
+	if errors.Is(err, errHelp) {
+		fmt.Fprintln(stdout, "usage: dispatcher test-send [flags] URL\n\nOne real, signed, guarded test webhook to URL now; prints the result as JSON.\nIt reads the worker's settings (SIGNING_KEY_FILE, DELIVERY_TIMEOUT, URLGUARD_*, WEBHOOK_CA_FILE).")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -97,6 +96,8 @@ func (a *API) Handler() http.Handler {
 	v1("/v1/deliveries/redeliver", methods{http.MethodPost: a.redeliverBulk})
 	v1("/v1/deliveries/{id}", methods{http.MethodGet: a.getDelivery})
 	v1("/v1/deliveries/{id}/redeliver", methods{http.MethodPost: a.redeliverOne})
+	v1("/v1/deliveries/{id}/cancel", methods{http.MethodPost: a.cancelOne})
+	v1("/v1/queue", methods{http.MethodGet: a.queueStats})
 	v1("/v1/webhooks/check", methods{http.MethodPost: a.checkWebhook})
 	v1("/v1/signing-keys", methods{http.MethodGet: a.listSigningKeys})
 	if a.Tester != nil {
@@ -483,33 +484,6 @@ func (a *API) getDelivery(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if state := dispatcher.State(q.Get("state")); state != dispatcher.StateFailed {
-		writeError(w, http.StatusBadRequest, "bad_state", "state must be \"failed\" (the only listing supported)")
-		return
-	}
-	limit := 50
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "bad_limit", "limit must be a number from 1 to 1000")
-			return
-		}
-		limit = n
-	}
-	list, next, err := a.Service.ListFailed(r.Context(), q.Get("cursor"), limit)
-	if err != nil {
-		if errors.Is(err, dispatcher.ErrBadCursor) {
-			writeError(w, http.StatusBadRequest, "bad_cursor", err.Error())
-			return
-		}
-		a.writeServiceError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"deliveries": list, "nextCursor": next})
-}
-
 func (a *API) redeliverOne(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := a.Service.Redeliver(r.Context(), id); err != nil {
@@ -521,41 +495,6 @@ func (a *API) redeliverOne(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log().Info("redelivery queued", "delivery_id", id)
 	writeJSON(w, http.StatusAccepted, acceptedResponse{ID: id, State: dispatcher.StatePending})
-}
-
-func (a *API) redeliverBulk(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		State dispatcher.State `json:"state"`
-		Since string           `json:"since"`
-	}
-	if e := readJSON(w, r, MaxRequestBytes, &req); e != nil {
-		writeAPIError(w, e)
-		return
-	}
-	if req.State != dispatcher.StateFailed {
-		writeError(w, http.StatusBadRequest, "bad_state", "state must be \"failed\"")
-		return
-	}
-	var since time.Time
-	if req.Since != "" {
-		t, err := time.Parse(time.RFC3339Nano, req.Since)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad_since", "since must be an RFC 3339 time such as 2024-01-15T00:00:00Z")
-			return
-		}
-		since = t
-	}
-	n, err := a.Service.RedeliverFailedSince(r.Context(), since)
-	if a.Metrics != nil && n > 0 {
-		a.Metrics.Redelivered(n)
-	}
-	if err != nil {
-		a.log().Warn("bulk redelivery stopped", "queued", n, "error", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"queued": n, "error": "stopped early: queue unavailable; run again to continue", "code": "unavailable"})
-		return
-	}
-	a.log().Info("bulk redelivery queued", "queued", n)
-	writeJSON(w, http.StatusOK, map[string]any{"queued": n})
 }
 
 func (a *API) checkWebhook(w http.ResponseWriter, r *http.Request) {

@@ -174,7 +174,7 @@ func (s *Service) Status(ctx context.Context, id string) (dispatcher.Status, err
 	case asynq.TaskStateCompleted:
 		st.State = dispatcher.StateDelivered
 		st.LastError = ""
-		st.DeliveredAt = timePtr(info.CompletedAt)
+		st.DeliveredAt = timePtr(deliveredAt(info, attempts))
 	case asynq.TaskStateArchived:
 		st.State = dispatcher.StateFailed
 		st.FailedAt = timePtr(info.LastFailedAt)
@@ -298,6 +298,17 @@ func (s *Service) Ping(ctx context.Context) error { return s.Store.Ping(ctx) }
 
 func isNotFound(err error) bool {
 	return errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)
+}
+
+// deliveredAt is the end of the attempt log's last delivered entry (with
+// milliseconds); asynq's CompletedAt, whole seconds, is the fallback.
+func deliveredAt(info *asynq.TaskInfo, attempts []dispatcher.Attempt) time.Time {
+	for i := len(attempts) - 1; i >= 0; i-- {
+		if attempts[i].Outcome == dispatcher.OutcomeDelivered {
+			return attempts[i].EndedAt
+		}
+	}
+	return info.CompletedAt
 }
 
 func timePtr(t time.Time) *time.Time {

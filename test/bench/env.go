@@ -74,7 +74,7 @@ func newEnv(ctx context.Context, log io.Writer, extraEnv []string) (e *env, err 
 		},
 		Timeout: 30 * time.Second,
 	}
-	// PPROF only adds routes on the metrics port; it costs nothing unless used.
+	// PPROF only serves profiles on PPROF_ADDR; it costs nothing unless used.
 	if e.api, err = e.startDispatcher(ctx, "api", "PPROF=true"); err != nil {
 		return e, err
 	}

@@ -811,7 +811,7 @@ func (b *bench) profiles(ctx context.Context) error {
 	defer w.Kill()
 	workerFile := filepath.Join(dir, "worker-drain.pprof")
 	profErr := make(chan error, 1)
-	go func() { profErr <- fetchProfile(ctx, w.MetricsURL, seconds, workerFile) }()
+	go func() { profErr <- fetchProfile(ctx, w.PprofURL, seconds, workerFile) }()
 	time.Sleep(50 * time.Millisecond) // the profile starts when the request arrives
 	if _, err := b.timedDrain(ctx, t, n, w.PID()); err != nil {
 		return w.Failure(err)
@@ -827,7 +827,7 @@ func (b *bench) profiles(ctx context.Context) error {
 		return err
 	}
 	apiFile := filepath.Join(dir, "api-batch.pprof")
-	go func() { profErr <- fetchProfile(ctx, e.api.MetricsURL, seconds, apiFile) }()
+	go func() { profErr <- fetchProfile(ctx, e.api.PprofURL, seconds, apiFile) }()
 	if _, _, err := closedLoop(ctx, 16, (seconds+1)*time.Second, b.batchOp(newTally().run)); err != nil {
 		return err
 	}
@@ -841,7 +841,7 @@ func (b *bench) profiles(ctx context.Context) error {
 		return err
 	}
 	singleFile := filepath.Join(dir, "api-single.pprof")
-	go func() { profErr <- fetchProfile(ctx, e.api.MetricsURL, seconds, singleFile) }()
+	go func() { profErr <- fetchProfile(ctx, e.api.PprofURL, seconds, singleFile) }()
 	run := newTally().run
 	if _, _, err := closedLoop(ctx, 64, (seconds+1)*time.Second, func(ctx context.Context, w, iter int) (int, error) {
 		return 1, e.enqueueOne(ctx, e.rcv.url(iter), idFor(run, w, iter, 0))
@@ -855,10 +855,10 @@ func (b *bench) profiles(ctx context.Context) error {
 	return e.flush(ctx)
 }
 
-func fetchProfile(ctx context.Context, metricsURL string, seconds int, file string) error {
+func fetchProfile(ctx context.Context, pprofURL string, seconds int, file string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds+30)*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL+"/debug/pprof/profile?seconds="+strconv.Itoa(seconds), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pprofURL+"/debug/pprof/profile?seconds="+strconv.Itoa(seconds), nil)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ type Dispatcher struct {
 	Mode       string
 	APIURL     string // http://127.0.0.1:PORT
 	MetricsURL string
+	PprofURL   string // /debug/pprof/ when started with PPROF=true
 }
 
 // DispatcherOptions configure NewDispatcher.
@@ -62,10 +63,15 @@ func NewDispatcher(ctx context.Context, o DispatcherOptions) (*Dispatcher, error
 	if err != nil {
 		return nil, err
 	}
+	pprofPort, err := FindFreePort()
+	if err != nil {
+		return nil, err
+	}
 	d := &Dispatcher{
 		Mode:       o.Mode,
 		APIURL:     "http://127.0.0.1:" + strconv.Itoa(apiPort),
 		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(metricsPort),
+		PprofURL:   "http://127.0.0.1:" + strconv.Itoa(pprofPort),
 	}
 	logFile, err := os.CreateTemp(o.Dir, "dispatcher-"+o.Mode+"-*.log")
 	if err != nil {
@@ -78,6 +84,7 @@ func NewDispatcher(ctx context.Context, o DispatcherOptions) (*Dispatcher, error
 		"HOME=" + os.Getenv("HOME"),
 		"API_ADDR=127.0.0.1:" + strconv.Itoa(apiPort),
 		"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(metricsPort),
+		"PPROF_ADDR=127.0.0.1:" + strconv.Itoa(pprofPort),
 		"API_TOKEN=" + Token,
 		"URLGUARD_ALLOW_CIDRS=127.0.0.1/32",
 	}, o.Env...)

@@ -1,0 +1,35 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
+)
+
+// FailedCursor is the ListFailed cursor that continues right after r, for a
+// caller that stops part-way through a page (a filtered listing).
+func FailedCursor(r dispatcher.FailedRecord) string {
+	return strconv.FormatInt(r.FailedAt.UnixMilli(), 10) + ":" + r.ID
+}
+
+// FailedBetween returns the ids of deliveries that failed at or after since
+// and before until (a zero until is open), oldest first.
+func (s *Store) FailedBetween(ctx context.Context, since, until time.Time) ([]string, error) {
+	lo, hi := "-inf", "+inf"
+	if !since.IsZero() {
+		lo = strconv.FormatInt(since.UnixMilli(), 10)
+	}
+	if !until.IsZero() {
+		hi = "(" + strconv.FormatInt(until.UnixMilli(), 10)
+	}
+	ids, err := s.rdb.ZRangeByScore(ctx, s.keys.failedIndex(), &redis.ZRangeBy{Min: lo, Max: hi}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list failed deliveries between %s and %s: %w", lo, hi, err)
+	}
+	return ids, nil
+}
