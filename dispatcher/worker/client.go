@@ -47,7 +47,7 @@ func NewClient(o ClientOptions) *http.Client {
 	}
 	transport := &http.Transport{
 		Proxy:                  nil,
-		DialContext:            dialer.DialContext,
+		DialContext:            dialAttemptConn(dialer.DialContext),
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
 		TLSHandshakeTimeout:    5 * time.Second,
 		DisableCompression:     true,

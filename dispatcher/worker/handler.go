@@ -202,6 +202,10 @@ func (h *Handler) attempt(ctx context.Context, d dispatcher.Delivery) (dispatche
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The hard end: whatever the answer's shape, the connection is closed
+	// when ctx ends (see attemptConn).
+	ctx, release := holdConns(ctx)
+	defer release()
 
 	a := dispatcher.Attempt{StartedAt: time.Now()}
 	finish := func(err error) (dispatcher.Attempt, error) {
@@ -219,6 +223,7 @@ func (h *Handler) attempt(ctx context.Context, d dispatcher.Delivery) (dispatche
 		return finish(fmt.Errorf("build request: %w", err))
 	}
 	payload.SetHeaders(req.Header, d.ID, h.UserAgent)
+	markReplayable(req)
 	resp, err := h.Client.Do(req)
 	if err != nil {
 		// net/http names the whole URL in its errors; the path and query may
@@ -230,6 +235,12 @@ func (h *Handler) attempt(ctx context.Context, d dispatcher.Delivery) (dispatche
 		return finish(err)
 	}
 	a.Status = resp.StatusCode
+	if resp.StatusCode < http.StatusOK {
+		// Only 101 reaches here (net/http skips other 1xx): an upgraded
+		// stream is not an answer to a webhook; it is not read.
+		resp.Body.Close()
+		return finish(&dispatcher.StatusError{Code: resp.StatusCode})
+	}
 	a.ResponseBody = readSnippet(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
