@@ -27,6 +27,8 @@ var settings = []setting{
 	{"API_ADDR", ":8080", "listen address of the enqueue API"},
 	{"METRICS_ADDR", ":9090", "listen address of /metrics, /healthz and (with PPROF) /debug/pprof"},
 	{"API_TOKEN", "", "bearer token for /v1/*; required by `api`; generated and printed once under `all` when empty"},
+	{"MONITORING_PASSWORD", "", "basic-auth password of the read-only asynqmon UI at /monitoring/ (any user name); empty leaves /monitoring/ unrouted. Not the API token: asynqmon shows whole webhook URLs"},
+	{"API_MAX_INFLIGHT_BYTES", "67108864", "request body bytes the API holds at once (64 MiB); a request beyond it is answered 503 with Retry-After: 1; 0 disables the cap"},
 	{"WORKER_CONCURRENCY", "100", "concurrent deliveries per worker process"},
 	{"HOST_CONCURRENCY", "20", "concurrent attempts per destination (scheme://host:port) per worker process; 0 disables the cap"},
 	{"DELIVERY_TIMEOUT", "5s", "time limit of one attempt: connect, TLS, request and response"},
@@ -62,6 +64,8 @@ type config struct {
 	CAFile            string
 	Schedule          schedule.Schedule
 	ScheduleOverriden bool
+	MonitorPassword   string
+	MaxInflightBytes  int64 // -1: no cap
 }
 
 func flagName(env string) string { return strings.ToLower(strings.ReplaceAll(env, "_", "-")) }
@@ -117,6 +121,10 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		ShutdownTimeout: durVal("SHUTDOWN_TIMEOUT"),
 		LogLevel:        get("LOG_LEVEL"),
 		CAFile:          get("WEBHOOK_CA_FILE"),
+	}
+	cfg.MonitorPassword = get("MONITORING_PASSWORD")
+	if cfg.MaxInflightBytes = int64(intVal("API_MAX_INFLIGHT_BYTES", 0)); cfg.MaxInflightBytes == 0 {
+		cfg.MaxInflightBytes = -1
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = cfg.DeliveryTimeout + 5*time.Second

@@ -110,7 +110,9 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 			ReadOnly:     true,
 		})
 		defer mon.Close()
-		server := &api.API{Service: svc, Guard: guard, Token: cfg.APIToken, Log: log, Metrics: m, Monitoring: mon}
+		// Without MONITORING_PASSWORD the API leaves /monitoring/ unrouted.
+		server := &api.API{Service: svc, Guard: guard, Token: cfg.APIToken, Log: log, Metrics: m, Monitoring: mon,
+			MonitoringPassword: cfg.MonitorPassword, MaxInflightBytes: cfg.MaxInflightBytes}
 		srv := newHTTPServer(server.Handler(), log)
 		ln, err := net.Listen("tcp", cfg.APIAddr)
 		if err != nil {

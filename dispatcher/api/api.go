@@ -61,7 +61,7 @@ type Service interface {
 
 // API serves the enqueue and operator API. Service and Token are required;
 // nil Guard means the default policy, nil Log discards, nil Metrics skips,
-// nil Monitoring leaves /monitoring/ unrouted.
+// nil Monitoring or an empty MonitoringPassword leaves /monitoring/ unrouted.
 type API struct {
 	Service    Service
 	Guard      *urlguard.Guard
@@ -69,6 +69,13 @@ type API struct {
 	Log        *slog.Logger
 	Metrics    EnqueueRecorder
 	Monitoring http.Handler // asynqmon, served under /monitoring/ behind basic auth
+
+	// MaxInflightBytes caps the request body bytes held at once (inflight.go);
+	// 0 means DefaultMaxInflightBytes, negative no cap.
+	MaxInflightBytes int64
+	// MonitoringPassword is the basic-auth password of /monitoring/
+	// (monitoring.go), a read-only credential apart from Token.
+	MonitoringPassword string
 
 	tokenOnce sync.Once
 	tokenHash [sha256.Size]byte
@@ -92,13 +99,13 @@ func (a *API) Handler() http.Handler {
 	v1("/v1/webhooks/check", methods{http.MethodPost: a.checkWebhook})
 	mux.Handle("/healthz", methods{http.MethodGet: Healthz})
 	mux.Handle("/readyz", methods{http.MethodGet: Readyz(a.Service.Ping)})
-	if a.Monitoring != nil {
+	if a.Monitoring != nil && a.MonitoringPassword != "" {
 		mux.Handle("/monitoring/", a.basicAuth(readOnly(a.Monitoring)))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.URL.Path)
 	})
-	return mux
+	return limitInflight(mux, a.MaxInflightBytes)
 }
 
 // Healthz answers 200 while the process runs.
@@ -157,19 +164,6 @@ func (a *API) authenticated(next http.Handler) http.Handler {
 		if !strings.EqualFold(scheme, "Bearer") || !a.tokenMatches(strings.TrimSpace(token)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="webhook-dispatcher"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// basicAuth lets a browser in with the API token as the password (any user).
-func (a *API) basicAuth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, pass, ok := r.BasicAuth()
-		if !ok || !a.tokenMatches(pass) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="webhook-dispatcher monitoring", charset="UTF-8"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "monitoring needs the API token as the basic-auth password")
 			return
 		}
 		next.ServeHTTP(w, r)
