@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
 	"net/http/httptrace"
 	"sync"
@@ -96,4 +98,15 @@ func asAttemptConn(c net.Conn) *attemptConn {
 	}
 	ac, _ := c.(*attemptConn)
 	return ac
+}
+
+// deadlineCause names the attempt's deadline as the cause of err once it has
+// passed: the connection closed at the deadline by holdConns can surface as
+// a read or write on a closed connection before net/http reports its own
+// context error, and the outcome must still be timeout, not connect.
+func deadlineCause(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
 }

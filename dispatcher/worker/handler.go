@@ -232,7 +232,7 @@ func (h *Handler) attempt(ctx context.Context, d dispatcher.Delivery) (dispatche
 		if errors.As(err, &ue) {
 			ue.URL = redactURL(ue.URL)
 		}
-		return finish(err)
+		return finish(deadlineCause(ctx, err))
 	}
 	a.Status = resp.StatusCode
 	if resp.StatusCode < http.StatusOK {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/limiter"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
@@ -110,43 +111,44 @@ var hostileAnswers = []struct {
 	name    string
 	answer  func(c net.Conn) // after the request was read
 	handOff bool             // scenario works on the raw TCP conn, before TLS
+	want    dispatcher.Outcome
 }{
 	{"101 switching protocols then silence", func(c net.Conn) {
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 		untilClosed(c)
-	}, false},
+	}, false, dispatcher.OutcomeHTTPStatus},
 	{"101 then an endless stream", func(c net.Conn) {
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 		drip(c, strings.Repeat("x", 512), time.Millisecond)
-	}, false},
+	}, false, dispatcher.OutcomeHTTPStatus},
 	{"100 continue storm", func(c net.Conn) {
 		drip(c, "HTTP/1.1 100 Continue\r\n\r\n", 10*time.Millisecond)
-	}, false},
+	}, false, dispatcher.OutcomeTimeout},
 	{"103 early hints repeated", func(c net.Conn) {
 		drip(c, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n", 10*time.Millisecond)
-	}, false},
+	}, false, dispatcher.OutcomeTimeout},
 	{"slow-drip headers", func(c net.Conn) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Slow: ")
 		drip(c, "a", 50*time.Millisecond)
-	}, false},
+	}, false, dispatcher.OutcomeTimeout},
 	{"slow-drip body after 200", func(c net.Conn) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
 		drip(c, "a", 50*time.Millisecond)
-	}, false},
+	}, false, dispatcher.OutcomeDelivered},
 	{"endless chunked body", func(c net.Conn) {
 		io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n")
 		drip(c, "400\r\n"+strings.Repeat("x", 0x400)+"\r\n", 0)
-	}, false},
+	}, false, dispatcher.OutcomeHTTPStatus},
 	{"endless trailers", func(c net.Conn) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n1\r\nx\r\n0\r\n")
 		drip(c, "X-T: "+strings.Repeat("t", 100)+"\r\n", time.Millisecond)
-	}, false},
+	}, false, dispatcher.OutcomeDelivered},
 	{"huge header", func(c net.Conn) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: ")
 		drip(c, strings.Repeat("b", 4096), 0)
-	}, false},
-	{"silent after the request", func(c net.Conn) { untilClosed(c) }, false},
-	{"TLS handshake never answered", func(c net.Conn) { untilClosed(c) }, true},
+	}, false, dispatcher.OutcomeConnect},
+	{"silent after the request", func(c net.Conn) { untilClosed(c) }, false, dispatcher.OutcomeTimeout},
+	{"TLS handshake never answered", func(c net.Conn) { untilClosed(c) }, true, dispatcher.OutcomeTimeout},
 }
 
 // TestHostileAnswersEndWithinTimeout: whatever the receiver answers, one
@@ -180,6 +182,9 @@ func TestHostileAnswersEndWithinTimeout(t *testing.T) {
 			err := h.ProcessTask(context.Background(), testTask(t, "hostile-1", rcv.URL))
 			took := time.Since(start)
 			t.Logf("attempt took %s: %v", took.Round(time.Millisecond), err)
+			if got := dispatcher.Classify(err); got != tt.want {
+				t.Errorf("outcome %s, want %s", got, tt.want)
+			}
 			if took > timeout+margin {
 				t.Errorf("attempt took %s, want at most DELIVERY_TIMEOUT %s plus %s", took, timeout, margin)
 			}

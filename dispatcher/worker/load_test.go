@@ -161,7 +161,10 @@ func TestHostileReceiverLoad(t *testing.T) {
 	quiet := max(p(quiet1, 0.99), p(quiet2, 0.99), quietSlop)
 	t.Logf("healthy p50/p99: quiet %s/%s and %s/%s; under attack %s/%s (attack run %s)",
 		p(quiet1, 0.5), p(quiet1, 0.99), p(quiet2, 0.5), p(quiet2, 0.99), p(attacked, 0.5), p(attacked, 0.99), attackTook.Round(time.Millisecond))
-	if got := p(attacked, 0.99); got > 2*quiet {
+	// Under the race detector the in-process hostile receiver's CPU (TLS,
+	// endless bodies) costs several times more and competes with the worker's:
+	// the ratio is then logged, not judged. The leak checks below still run.
+	if got := p(attacked, 0.99); got > 2*quiet && !raceEnabled {
 		t.Errorf("healthy p99 under attack %s, want at most 2x the quiet %s", got, quiet)
 	}
 	client.CloseIdleConnections()
