@@ -35,6 +35,9 @@ var settings = []setting{
 	{"METRICS_ADDR", ":9090", "ADDR", "listen address of /metrics, /healthz and /readyz; default :9091 for api, :9090 for worker and all, so both run side by side on one host", "aw"},
 	{"API_TOKEN", "", "TOKEN", "bearer token for /v1/*; required by api; generated and printed once under all when empty. Prefer API_TOKEN_FILE or the environment: a flag value is visible in ps", "a"},
 	{"API_TOKEN_FILE", "", "FILE", "file holding API_TOKEN (one line)", "a"},
+	{"MONITORING_PASSWORD", "", "PASSWORD", "basic-auth password of the read-only asynqmon UI at /monitoring/ (any user name); empty leaves /monitoring/ unrouted. Not the API token: asynqmon shows whole webhook URLs", "a"},
+	{"MONITORING_PASSWORD_FILE", "", "FILE", "file holding MONITORING_PASSWORD (one line)", "a"},
+	{"API_MAX_INFLIGHT_BYTES", "67108864", "BYTES", "request body bytes the API holds at once (64 MiB); a request beyond it is answered 503 with Retry-After: 1; 0 disables the cap", "a"},
 	{"WORKER_CONCURRENCY", "100", "N", "concurrent deliveries per worker process", "w"},
 	{"HOST_CONCURRENCY", "20", "N", "concurrent attempts per destination (scheme://host:port) per worker process; 0 disables the cap", "w"},
 	{"DELIVERY_TIMEOUT", "5s", "DURATION", "time limit of one attempt: connect, TLS, request and response", "aw"},
@@ -102,6 +105,8 @@ type config struct {
 	SigningKeyFile    string
 	Schedule          schedule.Schedule
 	ScheduleOverriden bool
+	MonitorPassword   string
+	MaxInflightBytes  int64 // -1: no cap
 }
 
 func flagName(env string) string { return strings.ToLower(strings.ReplaceAll(env, "_", "-")) }
@@ -164,7 +169,7 @@ func loadConfig(mode string, args []string, getenv func(string) string) (config,
 		values[s.env] = v
 	}
 	var errs []error
-	for _, secret := range []string{"REDIS_URL", "API_TOKEN"} {
+	for _, secret := range []string{"REDIS_URL", "API_TOKEN", "MONITORING_PASSWORD"} {
 		file := values[secret+"_FILE"]
 		if set[flagName(secret)] {
 			file = "" // the flag wins over the environment, files included
@@ -217,6 +222,10 @@ func loadConfig(mode string, args []string, getenv func(string) string) (config,
 		PprofAddr:       get("PPROF_ADDR"),
 		CAFile:          get("WEBHOOK_CA_FILE"),
 		SigningKeyFile:  get("SIGNING_KEY_FILE"),
+	}
+	cfg.MonitorPassword = get("MONITORING_PASSWORD")
+	if cfg.MaxInflightBytes = int64(intVal("API_MAX_INFLIGHT_BYTES", 0)); cfg.MaxInflightBytes == 0 {
+		cfg.MaxInflightBytes = -1
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = cfg.DeliveryTimeout + 5*time.Second

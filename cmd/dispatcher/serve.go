@@ -159,7 +159,9 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		if err != nil {
 			return err
 		}
+		// Without MONITORING_PASSWORD the API leaves /monitoring/ unrouted.
 		server := &api.API{Service: svc, Guard: guard, Token: cfg.APIToken, Log: log, Metrics: m, Monitoring: mon,
+			MonitoringPassword: cfg.MonitorPassword, MaxInflightBytes: cfg.MaxInflightBytes,
 			SigningKeys: signing.list(), Tester: tester}
 		srv := newHTTPServer(server.Handler(), log)
 		log.Info("api listening", "addr", apiLn.Addr().String())

@@ -60,7 +60,7 @@ type Service interface {
 
 // API serves the enqueue and operator API. Service and Token are required;
 // nil Guard means the default policy, nil Log discards, nil Metrics skips,
-// nil Monitoring leaves /monitoring/ unrouted.
+// nil Monitoring or an empty MonitoringPassword leaves /monitoring/ unrouted.
 type API struct {
 	Service    Service
 	Guard      *urlguard.Guard
@@ -72,6 +72,13 @@ type API struct {
 	SigningKeys []SigningKey
 	// Tester serves POST /v1/webhooks/test; nil leaves it unrouted.
 	Tester TestSender
+
+	// MaxInflightBytes caps the request body bytes held at once (inflight.go);
+	// 0 means DefaultMaxInflightBytes, negative no cap.
+	MaxInflightBytes int64
+	// MonitoringPassword is the basic-auth password of /monitoring/
+	// (monitoring.go), a read-only credential apart from Token.
+	MonitoringPassword string
 
 	tokenOnce sync.Once
 	testLimit testLimiter
@@ -105,13 +112,13 @@ func (a *API) Handler() http.Handler {
 	}
 	mux.Handle("/healthz", methods{http.MethodGet: Healthz})
 	mux.Handle("/readyz", methods{http.MethodGet: Readyz(a.Service.Ping)})
-	if a.Monitoring != nil {
+	if a.Monitoring != nil && a.MonitoringPassword != "" {
 		mux.Handle("/monitoring/", a.basicAuth(readOnly(a.Monitoring)))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.URL.Path)
 	})
-	return mux
+	return limitInflight(mux, a.MaxInflightBytes)
 }
 
 // Healthz answers 200 while the process runs.
@@ -170,19 +177,6 @@ func (a *API) authenticated(next http.Handler) http.Handler {
 		if !strings.EqualFold(scheme, "Bearer") || !a.tokenMatches(strings.TrimSpace(token)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="webhook-dispatcher"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// basicAuth lets a browser in with the API token as the password (any user).
-func (a *API) basicAuth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, pass, ok := r.BasicAuth()
-		if !ok || !a.tokenMatches(pass) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="webhook-dispatcher monitoring", charset="UTF-8"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "monitoring needs the API token as the basic-auth password")
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -49,7 +49,7 @@ func NewClient(o ClientOptions) *http.Client {
 	}
 	transport := &http.Transport{
 		Proxy:                  nil,
-		DialContext:            guard.DialContext(dialer),
+		DialContext:            dialAttemptConn(guard.DialContext(dialer)),
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
 		TLSHandshakeTimeout:    5 * time.Second,
 		DisableCompression:     true,

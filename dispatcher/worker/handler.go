@@ -213,6 +213,10 @@ func (h *Handler) attempt(ctx context.Context, d dispatcher.Delivery, secret sig
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The hard end: whatever the answer's shape, the connection is closed
+	// when ctx ends (see attemptConn).
+	ctx, release := holdConns(ctx)
+	defer release()
 
 	a := dispatcher.Attempt{StartedAt: time.Now()}
 	finish := func(err error) (dispatcher.Attempt, error) {
@@ -233,6 +237,7 @@ func (h *Handler) attempt(ctx context.Context, d dispatcher.Delivery, secret sig
 	if err := signRequest(h.Signer, req.Header, d.ID, a.StartedAt, d.Body, secret); err != nil {
 		return finish(err)
 	}
+	markReplayable(req)
 	resp, err := h.Client.Do(req)
 	if err != nil {
 		// net/http names the whole URL in its errors; the path and query may
@@ -241,9 +246,15 @@ func (h *Handler) attempt(ctx context.Context, d dispatcher.Delivery, secret sig
 		if errors.As(err, &ue) {
 			ue.URL = redactURL(ue.URL)
 		}
-		return finish(err)
+		return finish(deadlineCause(ctx, err))
 	}
 	a.Status = resp.StatusCode
+	if resp.StatusCode < http.StatusOK {
+		// Only 101 reaches here (net/http skips other 1xx): an upgraded
+		// stream is not an answer to a webhook; it is not read.
+		resp.Body.Close()
+		return finish(&dispatcher.StatusError{Code: resp.StatusCode})
+	}
 	a.ResponseBody = readSnippet(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -186,7 +186,7 @@ func TestPorts(t *testing.T) {
 		target    uint32
 	}
 	want := map[string][]port{
-		"api":        {{"", "8080", 8080}},
+		"api":        {{"127.0.0.1", "8080", 8080}}, // put a TLS proxy in front to expose it
 		"prometheus": {{"127.0.0.1", "9091", 9090}}, // no auth: loopback only
 		"grafana":    {{"127.0.0.1", "3000", 3000}}, // anonymous viewers: loopback only
 		"redis":      nil,                           // internal only
