@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/api/strictjson"
 	"github.com/artificialstudio/webhook-dispatcher/payload"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
@@ -239,13 +240,13 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *api
 }
 
 // readJSON reads a JSON request body of at most limit bytes into v with
-// decodeStrict.
+// strictjson.Decode.
 func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) *apiError {
 	body, e := readBody(w, r, limit)
 	if e != nil {
 		return e
 	}
-	if err := decodeStrict(body, v); err != nil {
+	if err := strictjson.Decode(body, v); err != nil {
 		return malformed(err)
 	}
 	return nil
@@ -351,9 +352,10 @@ func (a *API) createBatch(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Deliveries []json.RawMessage `json:"deliveries"`
 	}
-	// Items are checked one by one below, so that one bad item (a duplicate
-	// key, say) never blocks the others; the envelope only needs to parse.
-	if err := decodeEnvelope(body, &req); err != nil {
+	// The envelope is checked strictly (a repeated "deliveries" is refused);
+	// its items only for syntax, and one by one below, so that one bad item
+	// (a duplicate key, say) never blocks the others.
+	if err := strictjson.Decode(body, &req); err != nil {
 		writeAPIError(w, malformed(err))
 		return
 	}
@@ -382,7 +384,7 @@ func (a *API) enqueueBatch(ctx context.Context, items []json.RawMessage) []Batch
 	seen := make(map[string]struct{}, len(items))
 	for i, raw := range items {
 		var req DeliveryRequest
-		if err := decodeStrict(raw, &req); err != nil {
+		if err := strictjson.Decode(raw, &req); err != nil {
 			a.count(dispatcher.ResultInvalid)
 			results[i] = resultFromError(malformed(err))
 			results[i].ID = looseID(raw)

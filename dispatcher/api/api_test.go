@@ -258,6 +258,14 @@ func TestAPIRefusesBadInput(t *testing.T) {
 		{"duplicate webhook", post([]byte(`{"webhook":"https://a.example.com/","webhook":` + hook + `,"generation":` + gen("abuse-d1") + `}`)), 400, "malformed"},
 		{"duplicate id", post(body(hook, strings.Replace(gen("abuse-d2"), `{`, `{"id":"other",`, 1))), 400, "malformed"},
 		{"duplicate by escape", post(body(hook, strings.Replace(gen("abuse-d3"), `{`, `{"\u0069d":"other",`, 1))), 400, "malformed"},
+		// Keys match exactly: encoding/json alone folds case (and the Kelvin
+		// sign K, U+212A, into k), so these would have replaced the real field.
+		{"key in upper case", post([]byte(`{"WEBHOOK":"https://a.example.com/","webhook":` + hook + `,"generation":` + gen("abuse-f1") + `}`)), 400, "malformed"},
+		{"key with Kelvin sign", post([]byte(`{"webhook":` + hook + `,"webhooK":"https://a.example.com/","generation":` + gen("abuse-f2") + `}`)), 400, "malformed"},
+		{"id in title case", post(body(hook, strings.Replace(gen("abuse-f3"), `{`, `{"Id":"other",`, 1))), 400, "malformed"},
+		{"only a folded key", post([]byte(`{"Webhook":` + hook + `,"generation":` + gen("abuse-f4") + `}`)), 400, "malformed"},
+		{"batch repeats deliveries", rawRequest{method: http.MethodPost, path: "/v1/deliveries/batch", token: tok, ctype: js,
+			body: []byte(`{"deliveries":[{"webhook":` + hook + `,"generation":` + gen("abuse-f5") + `}],"deliveries":[]}`)}, 400, "malformed"},
 		{"nested 20 deep", post([]byte(`{"webhook":` + hook + `,"generation":` + nested + `}`)), 400, "malformed"},
 		{"nested 30000 deep", post([]byte(strings.Repeat("[", 30000) + strings.Repeat("]", 30000))), 400, "malformed"},
 		{"invalid UTF-8", post(body(hook, strings.Replace(gen("abuse-utf8"), "create-image", "create-\xff\xfe", 1))), 400, "malformed"},

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/api/strictjson"
 )
 
 func TestDecodeStrict(t *testing.T) {
@@ -31,14 +33,14 @@ func TestDecodeStrict(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var v req
-			err := decodeStrict([]byte(tt.body), &v)
+			err := strictjson.Decode([]byte(tt.body), &v)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("decodeStrict = %v", err)
 				}
 				return
 			}
-			if err == nil || !errors.Is(err, errMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
+			if err == nil || !errors.Is(err, strictjson.ErrMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("decodeStrict = %v, want malformed mentioning %q", err, tt.wantErr)
 			}
 		})

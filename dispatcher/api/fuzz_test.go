@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/api/strictjson"
 	"github.com/artificialstudio/webhook-dispatcher/payload"
 	"github.com/artificialstudio/webhook-dispatcher/urlguard"
 )
@@ -15,7 +16,7 @@ import (
 // FuzzDecodeDelivery drives the body of POST /v1/deliveries through what the
 // API does before Redis: decodeStrict into a DeliveryRequest, then
 // API.prepare under the default URL guard. It must never panic. A refusal is
-// errMalformed or a 4xx with a code. Whatever is accepted is valid UTF-8
+// strictjson.ErrMalformed or a 4xx with a code. Whatever is accepted is valid UTF-8
 // JSON, its webhook passes urlguard.CheckURL unchanged, its id is header-safe,
 // and its body bytes decode back to a generation that Normalize leaves as it
 // is and Encode reproduces byte for byte.
@@ -24,9 +25,9 @@ func FuzzDecodeDelivery(f *testing.F) {
 	f.Add([]byte(`{"webhook":"https://hooks.example.com/a?b=c","generation":{"id":"507f1f77bcf86cd799439011","status":"success","tool":"create-image","type":"image","output":"https://files.example.com/a.png","thumbnail":"https://files.example.com/a.jpg","createdAt":"2024-01-15T10:30:00Z"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var req DeliveryRequest
-		if err := decodeStrict(body, &req); err != nil {
-			if !errors.Is(err, errMalformed) {
-				t.Fatalf("decodeStrict(%q) = %v, want errMalformed", body, err)
+		if err := strictjson.Decode(body, &req); err != nil {
+			if !errors.Is(err, strictjson.ErrMalformed) {
+				t.Fatalf("strictjson.Decode(%q) = %v, want strictjson.ErrMalformed", body, err)
 			}
 			return
 		}
