@@ -1,3 +1,8 @@
+// Package test holds the integration tests: the built binary or the real
+// worker against real redis-server, redis-sentinel, Redis Cluster and
+// Prometheus processes and TLS receivers on loopback, started, killed and
+// restarted by the tests (test support lives in test/testenv). It tests
+// through the public surfaces only and changes no production code.
 package test
 
 import (
