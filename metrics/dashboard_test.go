@@ -14,7 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/artificialstudio/webhook-dispatcher/metrics/promtest"
+	"github.com/artificialstudio/webhook-dispatcher/test/testenv"
 )
 
 const (
@@ -55,13 +55,13 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	}()
 	t.Cleanup(func() { <-done })
 
-	prom := promtest.StartWith(t, promtest.Options{
+	prom := testenv.StartPrometheus(t, testenv.PrometheusOptions{
 		Targets:   []string{strings.TrimPrefix(srv.URL, "http://")},
 		RuleFiles: []string{alertsPath},
 	})
 	prom.WaitScraped(t, 30*time.Second)
 
-	exprs, err := promtest.DashboardExprs(dashboardPath)
+	exprs, err := testenv.DashboardExprs(dashboardPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 			t.Errorf("dashboard: no data for %s", expr)
 			continue
 		}
-		if !slices.ContainsFunc(samples, func(s promtest.Sample) bool { return !math.IsNaN(s.Value) }) {
+		if !slices.ContainsFunc(samples, func(s testenv.Sample) bool { return !math.IsNaN(s.Value) }) {
 			t.Errorf("dashboard: only NaN for %s: %v", expr, samples)
 		}
 		checkNamesExist(ctx, t, prom, "dashboard", expr)
@@ -111,7 +111,7 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 }
 
 // checkNamesExist fails t for each metric name in expr that Prometheus has no series of.
-func checkNamesExist(ctx context.Context, t *testing.T, prom *promtest.Server, where, expr string) {
+func checkNamesExist(ctx context.Context, t *testing.T, prom *testenv.Prometheus, where, expr string) {
 	t.Helper()
 	for _, name := range metricName.FindAllString(expr, -1) {
 		if _, n, err := prom.Query(ctx, `count({__name__="`+name+`"})`); err != nil || n == 0 {
@@ -121,12 +121,12 @@ func checkNamesExist(ctx context.Context, t *testing.T, prom *promtest.Server, w
 }
 
 // evaluatedRules waits (up to 30 s) until Prometheus has evaluated every loaded rule once.
-func evaluatedRules(ctx context.Context, t *testing.T, prom *promtest.Server) []promtest.Rule {
+func evaluatedRules(ctx context.Context, t *testing.T, prom *testenv.Prometheus) []testenv.Rule {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		rules, err := prom.Rules(ctx)
-		if err == nil && len(rules) > 0 && !slices.ContainsFunc(rules, func(r promtest.Rule) bool { return r.Health == "unknown" }) {
+		if err == nil && len(rules) > 0 && !slices.ContainsFunc(rules, func(r testenv.Rule) bool { return r.Health == "unknown" }) {
 			return rules
 		}
 		if time.Now().After(deadline) {

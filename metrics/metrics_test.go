@@ -18,7 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
-	"github.com/artificialstudio/webhook-dispatcher/metrics/promtest"
+	"github.com/artificialstudio/webhook-dispatcher/test/testenv"
 )
 
 // Simulated deliveries, as the worker will report them. Each is one task's whole life.
@@ -312,7 +312,7 @@ func TestNewTwicePanics(t *testing.T) {
 // TestPromtoolCheckMetrics runs promtool's linter over a real scrape after every kind of
 // delivery, so names, units and help texts follow Prometheus conventions.
 func TestPromtoolCheckMetrics(t *testing.T) {
-	promtool := promtest.Promtool(t)
+	promtool := testenv.LookPath(t, "promtool")
 	reg := prometheus.NewRegistry()
 	m := New(reg, BuildInfo{Version: "test", Commit: "none", GoVersion: "go"})
 	simulate(m)

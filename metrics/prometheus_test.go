@@ -4,14 +4,14 @@ import (
 	"os/exec"
 	"testing"
 
-	"github.com/artificialstudio/webhook-dispatcher/metrics/promtest"
+	"github.com/artificialstudio/webhook-dispatcher/test/testenv"
 )
 
 // TestPrometheusFiles runs promtool over the Prometheus files compose mounts: the config
 // (which also loads the rules), the alert rules, and their unit tests, which show every
 // alert both firing and staying quiet.
 func TestPrometheusFiles(t *testing.T) {
-	promtool := promtest.Promtool(t)
+	promtool := testenv.LookPath(t, "promtool")
 	tests := []struct {
 		name string
 		args []string

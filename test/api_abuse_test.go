@@ -267,8 +267,8 @@ func TestNoSecretsInMetricsLogsOrErrors(t *testing.T) {
 	password := randomHex(t)
 	redis := testenv.StartRedis(t, testenv.RedisOptions{})
 	// Set after start: the harness's readiness check does not authenticate.
-	if out, err := redis.Do("CONFIG", "SET", "requirepass", password); err != nil || out != "+OK" {
-		t.Fatalf("requirepass: %q %v", out, err)
+	if out, err := redis.Do("CONFIG", "SET", "requirepass", password); err != nil || out != "OK" {
+		t.Fatalf("requirepass: %v %v", out, err)
 	}
 	rc := testenv.NewReceiver(t, func(w http.ResponseWriter, _ *http.Request, n int) {
 		switch n {

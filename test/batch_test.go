@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -153,7 +152,7 @@ func TestBatchRedisKilledMidBatch(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		out, err := redis.Do("LLEN", "asynq:{webhooks}:pending")
-		if n, _ := strconv.Atoi(strings.TrimPrefix(out, ":")); err == nil && n >= 1250 {
+		if n, _ := out.(int64); err == nil && n >= 1250 {
 			break
 		}
 		time.Sleep(time.Millisecond)
@@ -170,11 +169,11 @@ func TestBatchRedisKilledMidBatch(t *testing.T) {
 	if unavailable == 0 {
 		t.Fatalf("no item was answered 503: Redis was not killed mid-stream (accepted %d)", len(accepted))
 	}
-	redis.Start()
+	redis.Start(t)
 	t.Logf("%d items answered 202 and %d answered 503 around the kill", len(accepted), unavailable)
 	missing := 0
 	for id := range accepted {
-		if out, err := redis.Do("EXISTS", "asynq:{webhooks}:t:"+id); err != nil || out != ":1" {
+		if out, err := redis.Do("EXISTS", "asynq:{webhooks}:t:"+id); err != nil || out != int64(1) {
 			missing++
 		}
 	}

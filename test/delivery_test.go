@@ -196,7 +196,7 @@ func TestRedisDownAnswers503(t *testing.T) {
 		t.Errorf("healthz = %d, want 200 (the process is up)", resp.Status)
 	}
 	// Recovers on its own once Redis is back.
-	redis.Start()
+	redis.Start(t)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp := d.Call(t, http.MethodPost, "/v1/deliveries", testenv.Delivery(rc.URL, "gen-down-1"))

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/artificialstudio/webhook-dispatcher/metrics/promtest"
 	"github.com/artificialstudio/webhook-dispatcher/test/testenv"
 )
 
@@ -38,7 +37,7 @@ func TestDashboardAgainstRunningStack(t *testing.T) {
 	api := testenv.StartDispatcher(t, "api", env...)
 	worker := testenv.StartDispatcher(t, "worker", env...)
 
-	promtool := promtest.Promtool(t)
+	promtool := testenv.LookPath(t, "promtool")
 	for name, url := range map[string]string{"api": api.MetricsURL, "worker": worker.MetricsURL} {
 		resp := testenv.Call(t, http.MethodGet, url+"/metrics", "", nil)
 		cmd := exec.Command(promtool, "check", "metrics")
@@ -78,14 +77,14 @@ func TestDashboardAgainstRunningStack(t *testing.T) {
 	}()
 	defer func() { cancel(); <-traffic }()
 
-	prom := promtest.StartWith(t, promtest.Options{
+	prom := testenv.StartPrometheus(t, testenv.PrometheusOptions{
 		Targets:   []string{strings.TrimPrefix(api.MetricsURL, "http://"), strings.TrimPrefix(worker.MetricsURL, "http://")},
 		RuleFiles: []string{filepath.Join(testenv.ModuleRoot(t), "metrics", "prometheus", "alerts.yml")},
 	})
 	prom.WaitScraped(t, 30*time.Second)
 	time.Sleep(3 * time.Second) // a few more scrapes, so rate() spans real traffic
 
-	exprs, err := promtest.DashboardExprs(filepath.Join(testenv.ModuleRoot(t), "metrics", "grafana", "dispatcher.json"))
+	exprs, err := testenv.DashboardExprs(filepath.Join(testenv.ModuleRoot(t), "metrics", "grafana", "dispatcher.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +95,7 @@ func TestDashboardAgainstRunningStack(t *testing.T) {
 			t.Errorf("dashboard: %v", err)
 		case len(samples) == 0:
 			t.Errorf("dashboard: no data for %s", expr)
-		case !slices.ContainsFunc(samples, func(s promtest.Sample) bool { return !math.IsNaN(s.Value) }):
+		case !slices.ContainsFunc(samples, func(s testenv.Sample) bool { return !math.IsNaN(s.Value) }):
 			t.Errorf("dashboard: only NaN for %s", expr)
 		}
 	}

@@ -168,7 +168,7 @@ func TestRedisKilledAndRestartedWithAOF(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	restart := time.Now()
-	redis.Start()
+	redis.Start(t)
 	t.Logf("Redis down for %s; restart on the same AOF took %s", time.Since(down).Round(time.Millisecond), time.Since(restart).Round(time.Millisecond))
 	back := time.Now()
 	close(gate)

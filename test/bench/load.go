@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/artificialstudio/webhook-dispatcher/test/testenv"
 )
 
 var errStopped = errors.New("stopped")
@@ -57,12 +59,12 @@ func batchBody(webhooks, ids []string) []byte {
 
 // postJSON sends body to the API and returns the status and answer.
 func (e *env) postJSON(ctx context.Context, path string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.api.apiURL+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.api.APIURL+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+apiToken)
+	req.Header.Set("Authorization", "Bearer "+testenv.Token)
 	resp, err := e.apiClient.Do(req)
 	if err != nil {
 		return 0, nil, err

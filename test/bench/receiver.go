@@ -1,19 +1,19 @@
 package main
 
 import (
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/artificialstudio/webhook-dispatcher/test/testenv"
 )
 
 // healthyDestinations is how many healthy receiver ports (destinations, as
@@ -50,8 +50,7 @@ func newReceivers(dir string, n int) (*receivers, error) {
 	r.hang.Config.ErrorLog = quiet
 	r.hang.StartTLS()
 	r.caFile = filepath.Join(dir, "receiver-ca.pem")
-	cert := r.healthy[0].Certificate() // every httptest server shares this one
-	if err := os.WriteFile(r.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+	if err := testenv.WriteCAFile(r.healthy[0], r.caFile); err != nil { // every httptest server shares one certificate
 		r.close()
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/artificialstudio/webhook-dispatcher/test/testenv"
 )
 
 // The dispatcher's defaults (cmd/dispatcher/config.go); the bare baseline
@@ -180,7 +182,7 @@ func (b *bench) timedDrain(ctx context.Context, t *tally, want, pid int) (drainR
 				return
 			}
 		}
-		if rd, err = e.cpuSeconds(e.redis.pid()); err != nil {
+		if rd, err = e.cpuSeconds(e.redis.PID()); err != nil {
 			return
 		}
 		self, err = selfCPU(e)
@@ -206,7 +208,7 @@ func (b *bench) timedDrain(ctx context.Context, t *tally, want, pid int) (drainR
 	r.rate = float64(want) / doneAt.Sub(t0).Seconds()
 	r.workerCPU, r.redisCPU, r.benchCPU = (w1-w0)*per1k, (r1-r0)*per1k, (s1-s0)*per1k
 	if pid != 0 {
-		r.peakRSS, _ = peakRSS(pid)
+		r.peakRSS, _ = testenv.PeakRSS(pid)
 	}
 	return r, nil
 }
@@ -257,10 +259,10 @@ func (b *bench) dispatcherDrain(ctx context.Context, n, workers int, extra ...st
 		func(i int) string { return deliveryID(t.run, 'a', i, time.Now()) }); err != nil {
 		return drainResult{}, fmt.Errorf("API enqueue: %w", err)
 	}
-	var procs []*dproc
+	var procs []*testenv.Dispatcher
 	defer func() {
 		for _, p := range procs {
-			p.kill()
+			p.Kill()
 		}
 	}()
 	for range workers {
@@ -270,9 +272,9 @@ func (b *bench) dispatcherDrain(ctx context.Context, n, workers int, extra ...st
 		}
 		procs = append(procs, w)
 	}
-	r, err := b.timedDrain(ctx, t, n, procs[0].pid())
+	r, err := b.timedDrain(ctx, t, n, procs[0].PID())
 	if err != nil {
-		return r, procs[0].failure(err)
+		return r, procs[0].Failure(err)
 	}
 	return r, nil // with several workers, workerCPU is the first one's only
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/artificialstudio/webhook-dispatcher/test/testenv"
 )
 
 // drain is scenarios 1 (bare asynq drain), 2 (dispatcher drain) and the CPU
@@ -196,13 +198,13 @@ func (b *bench) latencyRun(ctx context.Context, rate float64, dispatcher bool, b
 	}
 	e.rcv.cur.Store(t)
 	var send func(ctx context.Context, seq int) error
-	var w *dproc
+	var w *testenv.Dispatcher
 	if dispatcher {
 		var err error
 		if w, err = e.startDispatcher(ctx, "worker", extra...); err != nil {
 			return latencyResult{}, err
 		}
-		defer w.kill()
+		defer w.Kill()
 		send = func(ctx context.Context, seq int) error {
 			class, url := byte('a'), e.rcv.url(0)
 			if split && seq%2 == 1 {
@@ -281,7 +283,7 @@ func (b *bench) latencyRun(ctx context.Context, rate float64, dispatcher bool, b
 		r.enqP99BySecond = append(r.enqP99BySecond, ms(percentile(d, 0.99)))
 	}
 	if w != nil {
-		r.deferrals, _ = scrapeCounter(ctx, w.metricsURL, "webhook_delivery_deferrals_total")
+		r.deferrals, _ = scrapeCounter(ctx, w.MetricsURL, "webhook_delivery_deferrals_total")
 	}
 	return r, nil
 }
@@ -535,13 +537,13 @@ func (b *bench) scheduledBytes(ctx context.Context, dispatcher bool) (memResult,
 	if err := e.flush(ctx); err != nil {
 		return memResult{}, err
 	}
-	var worker *dproc
+	var worker *testenv.Dispatcher
 	if dispatcher {
 		w, err := e.startDispatcher(ctx, "worker")
 		if err != nil {
 			return memResult{}, err
 		}
-		defer w.kill()
+		defer w.Kill()
 		worker = w
 	} else {
 		srv, err := e.startBare(concurrency, firstRetry)
@@ -563,7 +565,7 @@ func (b *bench) scheduledBytes(ctx context.Context, dispatcher bool) (memResult,
 	}
 	fail := func(err error) error {
 		if worker != nil {
-			return worker.failure(err)
+			return worker.Failure(err)
 		}
 		return err
 	}
@@ -638,10 +640,10 @@ func (b *bench) rss(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r, err := b.timedDrain(ctx, t, n, w.pid())
-		w.kill()
+		r, err := b.timedDrain(ctx, t, n, w.PID())
+		w.Kill()
 		if err != nil {
-			return w.failure(err)
+			return w.Failure(err)
 		}
 		top = max(top, t.maxInFlight())
 		e.logf("   rep %d: peak RSS %s, %s, max in flight %d", rep+1, formatValue(float64(r.peakRSS), unitBytes), formatValue(r.rate, unitPerSec), t.maxInFlight())
@@ -744,10 +746,10 @@ func (b *bench) splitDrain(ctx context.Context, n int, dead bool) (float64, erro
 	if err != nil {
 		return 0, err
 	}
-	defer w.kill()
-	r, err := b.timedDrain(ctx, t, healthy, w.pid())
+	defer w.Kill()
+	r, err := b.timedDrain(ctx, t, healthy, w.PID())
 	if err != nil {
-		return 0, w.failure(err)
+		return 0, w.Failure(err)
 	}
 	return r.rate, nil
 }
@@ -806,18 +808,18 @@ func (b *bench) profiles(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer w.kill()
+	defer w.Kill()
 	workerFile := filepath.Join(dir, "worker-drain.pprof")
 	profErr := make(chan error, 1)
-	go func() { profErr <- fetchProfile(ctx, w.metricsURL, seconds, workerFile) }()
+	go func() { profErr <- fetchProfile(ctx, w.MetricsURL, seconds, workerFile) }()
 	time.Sleep(50 * time.Millisecond) // the profile starts when the request arrives
-	if _, err := b.timedDrain(ctx, t, n, w.pid()); err != nil {
-		return w.failure(err)
+	if _, err := b.timedDrain(ctx, t, n, w.PID()); err != nil {
+		return w.Failure(err)
 	}
 	if err := <-profErr; err != nil {
 		return fmt.Errorf("worker profile: %w", err)
 	}
-	w.kill()
+	w.Kill()
 	b.rep.Profiles = append(b.rep.Profiles, fmt.Sprintf("%s (worker, %ds of a %d-delivery drain)", workerFile, seconds, n))
 
 	// API: batch enqueue at concurrency 16 for a little longer than the profile.
@@ -825,7 +827,7 @@ func (b *bench) profiles(ctx context.Context) error {
 		return err
 	}
 	apiFile := filepath.Join(dir, "api-batch.pprof")
-	go func() { profErr <- fetchProfile(ctx, e.api.metricsURL, seconds, apiFile) }()
+	go func() { profErr <- fetchProfile(ctx, e.api.MetricsURL, seconds, apiFile) }()
 	if _, _, err := closedLoop(ctx, 16, (seconds+1)*time.Second, b.batchOp(newTally().run)); err != nil {
 		return err
 	}
@@ -839,7 +841,7 @@ func (b *bench) profiles(ctx context.Context) error {
 		return err
 	}
 	singleFile := filepath.Join(dir, "api-single.pprof")
-	go func() { profErr <- fetchProfile(ctx, e.api.metricsURL, seconds, singleFile) }()
+	go func() { profErr <- fetchProfile(ctx, e.api.MetricsURL, seconds, singleFile) }()
 	run := newTally().run
 	if _, _, err := closedLoop(ctx, 64, (seconds+1)*time.Second, func(ctx context.Context, w, iter int) (int, error) {
 		return 1, e.enqueueOne(ctx, e.rcv.url(iter), idFor(run, w, iter, 0))

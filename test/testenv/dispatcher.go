@@ -4,190 +4,132 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
 
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
-
-// ModuleRoot is the repository root (the folder holding go.mod).
-func ModuleRoot(tb testing.TB) string {
-	tb.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// Binary builds ./cmd/dispatcher once per test process and returns its path.
-// DISPATCHER_BIN, when set, is used instead (a prebuilt binary).
-func Binary(tb testing.TB) string {
-	tb.Helper()
-	if p := os.Getenv("DISPATCHER_BIN"); p != "" {
-		return p
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "dispatcher-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "dispatcher")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/dispatcher")
-		cmd.Dir = ModuleRoot(tb)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
-	}
-	return buildPath
-}
-
-// Token is the API token the harness gives every dispatcher.
+// Token is the API token every dispatcher started here gets.
 const Token = "test-token-0123456789"
+
+// dispatcherStartTimeout bounds the wait for /healthz.
+const dispatcherStartTimeout = 60 * time.Second
 
 // Dispatcher is a running dispatcher process.
 type Dispatcher struct {
-	tb         testing.TB
+	*Proc
 	Mode       string
 	APIURL     string // http://127.0.0.1:PORT
 	MetricsURL string
-	cmd        *exec.Cmd
-	logs       *syncBuffer
-	done       chan struct{}
-	exitErr    error
-	env        []string
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// DispatcherOptions configure NewDispatcher.
+type DispatcherOptions struct {
+	// Bin is the dispatcher binary; empty means BuildBinary's.
+	Bin string
+	// Mode is the subcommand: "all", "api" or "worker".
+	Mode string
+	// Env are KEY=VALUE settings added after the harness's own (PATH, HOME, API_ADDR and
+	// METRICS_ADDR on free loopback ports, API_TOKEN=Token, URLGUARD_ALLOW_CIDRS allowing
+	// 127.0.0.1); a later setting of a key wins.
+	Env []string
+	// Dir receives the process's log, dispatcher-MODE-*.log; it must exist.
+	Dir string
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// StartDispatcher runs the binary in mode ("all", "api", "worker") with env
-// (KEY=VALUE) added to a minimal environment, on free loopback ports, and
-// waits until it serves /healthz.
-func StartDispatcher(tb testing.TB, mode string, env ...string) *Dispatcher {
-	tb.Helper()
-	apiPort, metricsPort := FreePort(tb), FreePort(tb)
+// NewDispatcher runs the binary in o.Mode with a minimal environment and waits until it
+// serves /healthz (the API's, or the metrics server's for a worker). Kill stops it.
+func NewDispatcher(ctx context.Context, o DispatcherOptions) (*Dispatcher, error) {
+	bin := o.Bin
+	if bin == "" {
+		var err error
+		if bin, err = BuildBinary(ctx); err != nil {
+			return nil, err
+		}
+	}
+	apiPort, err := FindFreePort()
+	if err != nil {
+		return nil, err
+	}
+	metricsPort, err := FindFreePort()
+	if err != nil {
+		return nil, err
+	}
 	d := &Dispatcher{
-		tb:         tb,
-		Mode:       mode,
+		Mode:       o.Mode,
 		APIURL:     "http://127.0.0.1:" + strconv.Itoa(apiPort),
 		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(metricsPort),
-		logs:       &syncBuffer{},
-		done:       make(chan struct{}),
 	}
-	d.env = append([]string{
+	logFile, err := os.CreateTemp(o.Dir, "dispatcher-"+o.Mode+"-*.log")
+	if err != nil {
+		return nil, err
+	}
+	logFile.Close()
+	cmd := exec.Command(bin, o.Mode)
+	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),
 		"API_ADDR=127.0.0.1:" + strconv.Itoa(apiPort),
 		"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(metricsPort),
 		"API_TOKEN=" + Token,
 		"URLGUARD_ALLOW_CIDRS=127.0.0.1/32",
-		"POLL_INTERVAL=10ms",
-		"FORWARD_INTERVAL=50ms",
-		"LOG_LEVEL=debug",
-	}, env...)
-	d.cmd = exec.Command(Binary(tb), mode)
-	d.cmd.Env = d.env
-	d.cmd.Stdout = d.logs
-	d.cmd.Stderr = d.logs
-	if err := d.cmd.Start(); err != nil {
+	}, o.Env...)
+	if d.Proc, err = StartProc(cmd, logFile.Name()); err != nil {
+		return nil, err
+	}
+	healthURL := d.MetricsURL + "/healthz"
+	if o.Mode != "worker" {
+		healthURL = d.APIURL + "/healthz"
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	err = poll(ctx, dispatcherStartTimeout, 20*time.Millisecond, func() (bool, error) {
+		if d.Exited() {
+			return false, giveUp{errors.New("exited at start")}
+		}
+		resp, err := client.Get(healthURL)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("GET /healthz: %s", resp.Status)
+	})
+	if err != nil {
+		d.Kill()
+		return nil, d.Failure(fmt.Errorf("dispatcher %s not healthy: %w", o.Mode, err))
+	}
+	return d, nil
+}
+
+// StartDispatcher runs the binary (built by Binary) in mode ("all", "api", "worker"),
+// with env (KEY=VALUE) added to a minimal environment and fast test settings
+// (POLL_INTERVAL=10ms, FORWARD_INTERVAL=50ms, LOG_LEVEL=debug), and waits until it is
+// healthy. The process is killed when the test ends, and its log shown if the test
+// failed.
+func StartDispatcher(tb testing.TB, mode string, env ...string) *Dispatcher {
+	tb.Helper()
+	d, err := NewDispatcher(context.Background(), DispatcherOptions{
+		Bin:  Binary(tb),
+		Mode: mode,
+		Env:  append([]string{"POLL_INTERVAL=10ms", "FORWARD_INTERVAL=50ms", "LOG_LEVEL=debug"}, env...),
+		Dir:  tb.TempDir(),
+	})
+	if err != nil {
 		tb.Fatal(err)
 	}
-	go func() {
-		d.exitErr = d.cmd.Wait()
-		close(d.done)
-	}()
 	tb.Cleanup(func() {
 		d.Kill()
 		if tb.Failed() {
-			tb.Logf("dispatcher %s logs:\n%s", mode, tail(d.logs.String(), 8000))
+			tb.Logf("dispatcher %s logs:\n%s", mode, d.Tail(8000))
 		}
 	})
-	healthURL := d.MetricsURL + "/healthz"
-	if mode != "worker" {
-		healthURL = d.APIURL + "/healthz"
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-d.done:
-			tb.Fatalf("dispatcher %s exited at start: %v\n%s", mode, d.exitErr, d.logs.String())
-		default:
-		}
-		resp, err := http.Get(healthURL)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d
-			}
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("dispatcher %s not healthy: %v\n%s", mode, err, d.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
-
-// Logs returns everything the process printed so far.
-func (d *Dispatcher) Logs() string { return d.logs.String() }
-
-// PID is the process id.
-func (d *Dispatcher) PID() int { return d.cmd.Process.Pid }
-
-// Signal sends sig to the process.
-func (d *Dispatcher) Signal(sig os.Signal) { _ = d.cmd.Process.Signal(sig) }
-
-// Kill sends SIGKILL and waits for the exit.
-func (d *Dispatcher) Kill() {
-	_ = d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.done
-}
-
-// Wait waits up to timeout for the process to exit and returns its error.
-func (d *Dispatcher) Wait(timeout time.Duration) (exited bool, err error) {
-	select {
-	case <-d.done:
-		return true, d.exitErr
-	case <-time.After(timeout):
-		return false, nil
-	}
+	return d
 }
 
 // Response is an API answer.
@@ -268,7 +210,8 @@ func Delivery(webhook, id string) map[string]any {
 	return map[string]any{"webhook": webhook, "generation": Generation(id)}
 }
 
-// State polls GET /v1/deliveries/{id} until its state is want.
+// WaitState polls GET /v1/deliveries/{id} until its state is want, failing tb after
+// timeout.
 func (d *Dispatcher) WaitState(tb testing.TB, id, want string, timeout time.Duration) map[string]any {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)

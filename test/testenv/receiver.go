@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"encoding/pem"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -57,11 +58,21 @@ func NewReceiver(tb testing.TB, respond func(w http.ResponseWriter, r *http.Requ
 	rc.StartTLS()
 	tb.Cleanup(rc.Close)
 	rc.CAFile = filepath.Join(tb.TempDir(), "receiver-ca.pem")
-	cert := rc.Certificate()
-	if err := os.WriteFile(rc.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+	if err := WriteCAFile(rc.Server, rc.CAFile); err != nil {
 		tb.Fatal(err)
 	}
 	return rc
+}
+
+// WriteCAFile writes the certificate of srv, a TLS httptest server, to path as PEM, for
+// a dispatcher's WEBHOOK_CA_FILE. Every httptest TLS server has the same certificate,
+// valid for 127.0.0.1.
+func WriteCAFile(srv *httptest.Server, path string) error {
+	cert := srv.Certificate()
+	if cert == nil {
+		return errors.New("testenv: server has no TLS certificate")
+	}
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600)
 }
 
 // Status returns a respond func that always answers code.

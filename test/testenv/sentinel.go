@@ -1,45 +1,49 @@
 package testenv
 
 import (
-	"bufio"
-	"errors"
+	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// SentinelOptions configure StartSentinels; zero fields take the defaults.
+// SentinelOptions configure NewSentinels; zero fields take the defaults.
 type SentinelOptions struct {
 	Name            string        // monitored master name; default "mymaster"
 	Count           int           // sentinel processes; default 3
 	Quorum          int           // default 2
 	DownAfter       time.Duration // down-after-milliseconds; default 1s
 	FailoverTimeout time.Duration // failover-timeout; default 3s
+	// Dir holds one folder per sentinel (its config, which it rewrites, and its log);
+	// empty means a new temp dir, which Kill removes. StartSentinels uses a tb.TempDir.
+	Dir string
 }
 
-// Sentinels is a set of redis-sentinel processes on loopback, all watching
-// one primary, stopped when the test ends.
+// Sentinels is a set of redis-sentinel processes on loopback, all watching one primary.
 type Sentinels struct {
-	tb    testing.TB
 	Name  string
 	Ports []int
-	cmds  []*exec.Cmd
+
+	dir    string
+	ownDir bool
+	procs  []*Proc
 }
 
-// StartSentinels starts o.Count sentinels monitoring primary and waits until
-// each answers. Call WaitReady before failing the primary over: sentinels
-// need a few seconds to discover the replicas and each other.
-func StartSentinels(tb testing.TB, primary *Redis, o SentinelOptions) *Sentinels {
-	tb.Helper()
-	bin := LookPath(tb, "redis-sentinel")
+// NewSentinels starts o.Count sentinels (redis-sentinel, found on PATH) monitoring
+// primary and waits until each accepts connections. Call WaitReady before failing the
+// primary over: sentinels need a few seconds to discover the replicas and each other.
+// Kill stops them.
+func NewSentinels(ctx context.Context, primary *Redis, o SentinelOptions) (s *Sentinels, err error) {
+	bin, err := exec.LookPath("redis-sentinel")
+	if err != nil {
+		return nil, err
+	}
 	if o.Name == "" {
 		o.Name = "mymaster"
 	}
@@ -55,11 +59,24 @@ func StartSentinels(tb testing.TB, primary *Redis, o SentinelOptions) *Sentinels
 	if o.FailoverTimeout == 0 {
 		o.FailoverTimeout = 3 * time.Second
 	}
-	s := &Sentinels{tb: tb, Name: o.Name}
-	tb.Cleanup(s.Kill)
-	for range o.Count {
-		port := FreePort(tb)
-		dir := tb.TempDir()
+	s = &Sentinels{Name: o.Name}
+	if s.dir, s.ownDir, err = ownDir(o.Dir, "sentinels-"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.Kill()
+		}
+	}()
+	for i := range o.Count {
+		port, err := FindFreePort()
+		if err != nil {
+			return s, err
+		}
+		dir := filepath.Join(s.dir, "sentinel-"+strconv.Itoa(i))
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return s, err
+		}
 		conf := filepath.Join(dir, "sentinel.conf")
 		text := strings.Join([]string{
 			"port " + strconv.Itoa(port),
@@ -67,7 +84,6 @@ func StartSentinels(tb testing.TB, primary *Redis, o SentinelOptions) *Sentinels
 			"protected-mode no",
 			"daemonize no",
 			"dir " + dir,
-			"logfile " + filepath.Join(dir, "sentinel.log"),
 			fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d %d", o.Name, primary.Port, o.Quorum),
 			fmt.Sprintf("sentinel down-after-milliseconds %s %d", o.Name, o.DownAfter.Milliseconds()),
 			fmt.Sprintf("sentinel failover-timeout %s %d", o.Name, o.FailoverTimeout.Milliseconds()),
@@ -76,18 +92,36 @@ func StartSentinels(tb testing.TB, primary *Redis, o SentinelOptions) *Sentinels
 		}, "\n")
 		// Sentinel rewrites its config file, so it must be writable.
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-			tb.Fatal(err)
+			return s, err
 		}
-		cmd := exec.Command(bin, conf)
-		if err := cmd.Start(); err != nil {
-			tb.Fatal(err)
+		p, err := StartProc(exec.Command(bin, conf), filepath.Join(dir, "sentinel.log"))
+		if err != nil {
+			return s, err
 		}
 		s.Ports = append(s.Ports, port)
-		s.cmds = append(s.cmds, cmd)
+		s.procs = append(s.procs, p)
 	}
-	for _, addr := range s.Addrs() {
-		WaitForDial(tb, addr, 10*time.Second)
+	for i, addr := range s.Addrs() {
+		if err := waitDial(ctx, addr, 10*time.Second); err != nil {
+			return s, s.procs[i].Failure(err)
+		}
 	}
+	return s, nil
+}
+
+// StartSentinels is NewSentinels in a tb.TempDir, stopped when the test ends. It skips
+// without redis-sentinel unless CI=true.
+func StartSentinels(tb testing.TB, primary *Redis, o SentinelOptions) *Sentinels {
+	tb.Helper()
+	LookPath(tb, "redis-sentinel")
+	if o.Dir == "" {
+		o.Dir = tb.TempDir()
+	}
+	s, err := NewSentinels(context.Background(), primary, o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Kill)
 	return s
 }
 
@@ -106,15 +140,16 @@ func (s *Sentinels) URL() string {
 	return "redis-sentinel://" + strings.Join(s.Addrs(), ",") + "?master=" + s.Name
 }
 
-// Kill stops every sentinel with SIGKILL.
+// Kill stops every sentinel with SIGKILL, and removes their folders if NewSentinels
+// created them.
 func (s *Sentinels) Kill() {
-	for _, cmd := range s.cmds {
-		if cmd.Process != nil {
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			_, _ = cmd.Process.Wait()
-		}
+	for _, p := range s.procs {
+		p.Kill()
 	}
-	s.cmds = nil
+	s.procs = nil
+	if s.ownDir {
+		os.RemoveAll(s.dir)
+	}
 }
 
 // MasterAddrs asks every sentinel for the primary's address; an entry is ""
@@ -200,111 +235,5 @@ func (s *Sentinels) WaitReady(tb testing.TB, replicas int, timeout time.Duration
 			tb.Fatalf("sentinels not ready after %s: %s", timeout, why)
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// Info returns one INFO section of the server as key/value pairs.
-func (r *Redis) Info(section string) (map[string]string, error) {
-	reply, err := Command(r.Addr(), "INFO", section)
-	if err != nil {
-		return nil, err
-	}
-	text, ok := reply.(string)
-	if !ok {
-		return nil, fmt.Errorf("INFO %s: unexpected reply %v", section, reply)
-	}
-	out := map[string]string{}
-	for _, line := range strings.Split(text, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
-			out[k] = v
-		}
-	}
-	return out, nil
-}
-
-// WaitReplicaSynced waits until r, a replica, reports its link to the
-// primary up with the initial sync done.
-func (r *Redis) WaitReplicaSynced(tb testing.TB, timeout time.Duration) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		info, err := r.Info("replication")
-		if err == nil && info["role"] == "slave" && info["master_link_status"] == "up" && info["master_sync_in_progress"] == "0" {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("replica %s not synced after %s: %v %v", r.Addr(), timeout, info, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// ErrReply is a RESP error reply.
-type ErrReply string
-
-func (e ErrReply) Error() string { return string(e) }
-
-// Command sends one command to addr and reads the whole reply: string for
-// simple and bulk strings, int64, nil, []any for arrays, and an ErrReply
-// error for an error reply. It does not depend on the code under test.
-func Command(addr string, args ...string) (any, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := io.WriteString(c, b.String()); err != nil {
-		return nil, err
-	}
-	return readReply(bufio.NewReader(c))
-}
-
-func readReply(r *bufio.Reader) (any, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	line = strings.TrimSuffix(line, "\r\n")
-	if line == "" {
-		return nil, errors.New("empty RESP line")
-	}
-	body := line[1:]
-	switch line[0] {
-	case '+':
-		return body, nil
-	case '-':
-		return nil, ErrReply(body)
-	case ':':
-		return strconv.ParseInt(body, 10, 64)
-	case '$':
-		n, err := strconv.Atoi(body)
-		if err != nil || n < 0 {
-			return nil, err
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, err
-		}
-		return string(buf[:n]), nil
-	case '*':
-		n, err := strconv.Atoi(body)
-		if err != nil || n < 0 {
-			return nil, err
-		}
-		out := make([]any, n)
-		for i := range out {
-			if out[i], err = readReply(r); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("unexpected RESP line %q", line)
 	}
 }

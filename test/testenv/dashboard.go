@@ -1,4 +1,4 @@
-package promtest
+package testenv
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package promtest
+package testenv
 
 import (
 	"context"
@@ -70,14 +70,14 @@ func TestCheckLoopback(t *testing.T) {
 	}
 }
 
-// TestServer starts Prometheus against a fixed exposition and queries it.
-func TestServer(t *testing.T) {
+// TestPrometheus starts Prometheus against a fixed exposition and queries it.
+func TestPrometheus(t *testing.T) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		w.Write([]byte("# TYPE demo_total counter\ndemo_total{kind=\"a\"} 1\ndemo_total{kind=\"b\"} 2\n"))
 	}))
 	t.Cleanup(target.Close)
-	s := Start(t, strings.TrimPrefix(target.URL, "http://"))
+	s := StartPrometheus(t, PrometheusOptions{Targets: []string{strings.TrimPrefix(target.URL, "http://")}})
 	s.WaitScraped(t, 30*time.Second)
 
 	ctx := context.Background()

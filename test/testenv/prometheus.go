@@ -1,17 +1,10 @@
-// Package promtest runs a real Prometheus server for tests, so PromQL that dashboards and
-// alerts depend on is checked against what the code actually exports. It is an ordinary
-// package (not a _test file) so that any package's tests can import it.
-//
-// Prometheus here only ever listens on, and scrapes, loopback addresses.
-//
-// Without the prometheus (or promtool) binary on PATH, tests skip; under CI=true a missing
-// binary fails the test instead, so CI cannot go green by skipping.
-package promtest
+package testenv
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,138 +15,151 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// Bounds on every wait in this package.
+// Bounds on every wait of a Prometheus.
 const (
-	startTimeout = 30 * time.Second // Prometheus replays no WAL here; it is ready in ~1 s
-	startTries   = 3                // new free port after "address already in use"
-	pollInterval = 200 * time.Millisecond
-	queryTimeout = 10 * time.Second // per HTTP request to Prometheus
+	promStartTimeout = 30 * time.Second // Prometheus replays no WAL here; it is ready in ~1 s
+	promPoll         = 200 * time.Millisecond
+	promQueryTimeout = 10 * time.Second // per HTTP request to Prometheus
 )
 
-// Server is a Prometheus started by Start. It lives until the test that started it ends.
-type Server struct {
+// Prometheus is a real Prometheus server, so PromQL that dashboards and alerts depend on
+// is checked against what the code actually exports. It only ever listens on, and
+// scrapes, loopback addresses.
+type Prometheus struct {
 	// URL is the base URL of the HTTP API, e.g. http://127.0.0.1:41234.
 	URL string
 
 	targets []string
 	client  *http.Client
-	out     *syncBuffer // Prometheus' stdout and stderr, shown when the test fails
+	proc    *Proc
+	dir     string
+	ownDir  bool
 }
 
-// Options configure StartWith.
-type Options struct {
+// PrometheusOptions configure NewPrometheus and StartPrometheus.
+type PrometheusOptions struct {
 	// Targets are host:port addresses to scrape at /metrics every second. Each host must be
-	// a loopback address (127.0.0.0/8, ::1 or localhost).
+	// a loopback address (127.0.0.0/8, ::1 or localhost). At least one is required.
 	Targets []string
 	// RuleFiles are rule files (alerting or recording) that Prometheus loads and evaluates
-	// every second; see Server.Rules. Relative paths are relative to the test's directory.
+	// every second; see Prometheus.Rules. Relative paths are relative to the working
+	// directory (a test's package directory).
 	RuleFiles []string
+	// Dir holds the config, data and log; empty means a new temp dir, which Close removes.
+	// StartPrometheus uses a tb.TempDir.
+	Dir string
 }
 
-// Start runs the prometheus binary on a free 127.0.0.1 port, scraping targets (host:port,
-// loopback only) every second, until tb ends. It skips without the binary unless CI=true.
-func Start(tb testing.TB, targets ...string) *Server {
-	tb.Helper()
-	return StartWith(tb, Options{Targets: targets})
-}
-
-// StartWith is Start with rule files.
-func StartWith(tb testing.TB, opts Options) *Server {
-	tb.Helper()
-	bin := LookPath(tb, "prometheus")
-	if len(opts.Targets) == 0 {
-		tb.Fatal("promtest: no targets to scrape")
+// NewPrometheus runs the prometheus binary (found on PATH) on a free 127.0.0.1 port,
+// scraping o.Targets every second, and waits until it is ready. Close stops it.
+func NewPrometheus(ctx context.Context, o PrometheusOptions) (*Prometheus, error) {
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		return nil, err
 	}
-	for _, t := range opts.Targets {
+	if len(o.Targets) == 0 {
+		return nil, errors.New("prometheus: no targets to scrape")
+	}
+	for _, t := range o.Targets {
 		if err := checkLoopback(t); err != nil {
-			tb.Fatalf("promtest: %v", err)
+			return nil, fmt.Errorf("prometheus: %w", err)
 		}
 	}
-	dir := tb.TempDir()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, config(opts), 0o644); err != nil {
+	s := &Prometheus{targets: o.Targets, client: &http.Client{Timeout: promQueryTimeout}}
+	if s.dir, s.ownDir, err = ownDir(o.Dir, "prometheus-"); err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(s.dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, config(o), 0o644); err != nil {
+		s.Close()
+		return nil, err
+	}
+	for try := 1; ; try++ {
+		err = s.start(ctx, bin, cfg, filepath.Join(s.dir, fmt.Sprintf("data%d", try)))
+		if err == nil {
+			return s, nil
+		}
+		// Another process may have taken the port between FindFreePort and Prometheus'
+		// listen; a fresh port fixes that, nothing else would.
+		if try == startTries || !strings.Contains(err.Error(), "address already in use") {
+			s.Close()
+			return nil, fmt.Errorf("start prometheus: %w", err)
+		}
+	}
+}
+
+// StartPrometheus is NewPrometheus in a tb.TempDir, stopped when the test ends, with its
+// log shown if the test failed. It skips without the binary unless CI=true.
+func StartPrometheus(tb testing.TB, o PrometheusOptions) *Prometheus {
+	tb.Helper()
+	LookPath(tb, "prometheus")
+	if o.Dir == "" {
+		o.Dir = tb.TempDir()
+	}
+	s, err := NewPrometheus(context.Background(), o)
+	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() {
+		s.Close()
+		if tb.Failed() {
+			tb.Logf("prometheus output:\n%s", s.proc.Tail(8000))
+		}
+	})
+	return s
+}
 
-	s := &Server{targets: opts.Targets, client: &http.Client{Timeout: queryTimeout}, out: &syncBuffer{}}
-	var err error
-	for try := 1; try <= startTries; try++ {
-		if err = s.start(tb, bin, cfg, filepath.Join(dir, fmt.Sprintf("data%d", try))); err == nil {
-			return s
-		}
-		// Another process may have taken the port between freePort and Prometheus'
-		// listen; a fresh port fixes that, nothing else would.
-		if !strings.Contains(s.out.String(), "address already in use") {
-			break
-		}
+// Close stops Prometheus and removes its dir if NewPrometheus created it.
+func (s *Prometheus) Close() {
+	s.proc.Kill()
+	if s.ownDir {
+		os.RemoveAll(s.dir)
 	}
-	tb.Fatalf("promtest: start prometheus: %v\n%s", err, s.out)
-	return nil
 }
 
 // start runs one Prometheus process and waits until it is ready. On error the process is
 // already stopped.
-func (s *Server) start(tb testing.TB, bin, cfg, data string) error {
-	tb.Helper()
-	port, err := freePort()
+func (s *Prometheus) start(ctx context.Context, bin, cfg, data string) error {
+	port, err := FindFreePort()
 	if err != nil {
 		return err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(bin,
+	s.proc, err = StartProc(exec.Command(bin,
 		"--config.file="+cfg,
 		"--storage.tsdb.path="+data,
 		"--web.listen-address="+addr,
 		"--log.level=warn",
-	)
-	cmd.Stdout, cmd.Stderr = s.out, s.out
-	if err := cmd.Start(); err != nil {
+	), filepath.Join(s.dir, "prometheus.log"))
+	if err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	stop := func() {
-		cmd.Process.Kill()
-		<-exited
-	}
-
 	s.URL = "http://" + addr
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("prometheus exited: %v", cmd.ProcessState)
-		default:
+	err = poll(ctx, promStartTimeout, promPoll, func() (bool, error) {
+		if s.proc.Exited() {
+			return false, giveUp{errors.New("prometheus exited")}
 		}
-		if resp, err := s.client.Get(s.URL + "/-/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		resp, err := s.client.Get(s.URL + "/-/ready")
+		if err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			stop()
-			return fmt.Errorf("not ready at %s after %v", s.URL, startTimeout)
-		}
-		time.Sleep(pollInterval)
-	}
-	tb.Cleanup(func() {
-		stop()
-		if tb.Failed() {
-			tb.Logf("prometheus output:\n%s", s.out)
-		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("GET /-/ready: %s", resp.Status)
 	})
+	if err != nil {
+		s.proc.Kill()
+		return s.proc.Failure(fmt.Errorf("not ready at %s: %w", s.URL, err))
+	}
 	return nil
 }
 
 // WaitScraped waits until every target has been scraped successfully at least twice (what
 // rate() needs) and fails tb after timeout, listing the targets' last errors.
-func (s *Server) WaitScraped(tb testing.TB, timeout time.Duration) {
+func (s *Prometheus) WaitScraped(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -162,15 +168,15 @@ func (s *Server) WaitScraped(tb testing.TB, timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("promtest: targets %v not scraped twice within %v (last error: %v); targets: %s",
+			tb.Fatalf("prometheus: targets %v not scraped twice within %v (last error: %v); targets: %s",
 				pending, timeout, err, s.targetsState())
 		}
-		time.Sleep(pollInterval)
+		time.Sleep(promPoll)
 	}
 }
 
 // unscraped returns the targets with fewer than two successful scrapes.
-func (s *Server) unscraped(ctx context.Context) ([]string, error) {
+func (s *Prometheus) unscraped(ctx context.Context) ([]string, error) {
 	var pending []string
 	for _, t := range s.targets {
 		// up is 1 per successful scrape, so its sum over time counts them.
@@ -186,7 +192,7 @@ func (s *Server) unscraped(ctx context.Context) ([]string, error) {
 }
 
 // targetsState returns /api/v1/targets for failure messages.
-func (s *Server) targetsState() string {
+func (s *Prometheus) targetsState() string {
 	resp, err := s.client.Get(s.URL + "/api/v1/targets")
 	if err != nil {
 		return err.Error()
@@ -205,7 +211,7 @@ type Sample struct {
 // Query runs an instant query at the current time. It returns the result type ("vector",
 // "matrix", "scalar" or "string") and the number of elements (1 for a scalar or string),
 // and an error if Prometheus reports one or any warning.
-func (s *Server) Query(ctx context.Context, expr string) (resultType string, n int, err error) {
+func (s *Prometheus) Query(ctx context.Context, expr string) (resultType string, n int, err error) {
 	resultType, raw, err := s.query(ctx, expr)
 	if err != nil {
 		return "", 0, err
@@ -224,7 +230,7 @@ func (s *Server) Query(ctx context.Context, expr string) (resultType string, n i
 
 // Samples runs an instant query whose result must be a vector and returns its elements.
 // NaN and ±Inf values come back as such.
-func (s *Server) Samples(ctx context.Context, expr string) ([]Sample, error) {
+func (s *Prometheus) Samples(ctx context.Context, expr string) ([]Sample, error) {
 	resultType, raw, err := s.query(ctx, expr)
 	if err != nil {
 		return nil, err
@@ -252,7 +258,7 @@ func (s *Server) Samples(ctx context.Context, expr string) ([]Sample, error) {
 }
 
 // query runs expr through /api/v1/query and returns the raw result.
-func (s *Server) query(ctx context.Context, expr string) (string, json.RawMessage, error) {
+func (s *Prometheus) query(ctx context.Context, expr string) (string, json.RawMessage, error) {
 	u := s.URL + "/api/v1/query?" + url.Values{"query": {expr}}.Encode()
 	var body struct {
 		Status    string   `json:"status"`
@@ -290,9 +296,9 @@ type Rule struct {
 	Annotations map[string]string
 }
 
-// Rules returns the rules loaded from Options.RuleFiles, with the state of their latest
+// Rules returns the rules loaded from PrometheusOptions.RuleFiles, with the state of their latest
 // evaluation.
-func (s *Server) Rules(ctx context.Context) ([]Rule, error) {
+func (s *Prometheus) Rules(ctx context.Context) ([]Rule, error) {
 	var body struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
@@ -332,8 +338,8 @@ func (s *Server) Rules(ctx context.Context) ([]Rule, error) {
 // getJSON decodes the JSON body of a GET. Prometheus answers errors (400, 422, 503) with a
 // JSON body too, so the body is decoded whatever the status, and the status only matters
 // when the body is not JSON.
-func (s *Server) getJSON(ctx context.Context, u string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+func (s *Prometheus) getJSON(ctx context.Context, u string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, promQueryTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -354,29 +360,8 @@ func (s *Server) getJSON(ctx context.Context, u string, v any) error {
 	return nil
 }
 
-// LookPath returns the path of the named binary. Without it the test is skipped, except
-// under CI=true, where a missing binary is a failure, not a silent skip.
-func LookPath(tb testing.TB, name string) string {
-	tb.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf("%s is required under CI=true: %v", name, err)
-	}
-	tb.Skipf("%s not installed: %v", name, err)
-	return ""
-}
-
-// Promtool returns the path of promtool; see LookPath.
-func Promtool(tb testing.TB) string {
-	tb.Helper()
-	return LookPath(tb, "promtool")
-}
-
 // config renders prometheus.yml. JSON is valid YAML, and encoding/json quotes paths safely.
-func config(opts Options) []byte {
+func config(opts PrometheusOptions) []byte {
 	type static struct {
 		Targets []string `json:"targets"`
 	}
@@ -399,7 +384,7 @@ func config(opts Options) []byte {
 		// scrape_timeout may not exceed scrape_interval.
 		Global:        map[string]string{"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
 		RuleFiles:     rules,
-		ScrapeConfigs: []scrape{{JobName: "promtest", StaticConfigs: []static{{Targets: opts.Targets}}}},
+		ScrapeConfigs: []scrape{{JobName: "testenv", StaticConfigs: []static{{Targets: opts.Targets}}}},
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -421,33 +406,4 @@ func checkLoopback(target string) error {
 		return fmt.Errorf("target %q: only loopback addresses may be scraped", target)
 	}
 	return nil
-}
-
-// freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a child's stdout and
-// stderr and reads from the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
