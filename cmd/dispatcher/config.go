@@ -23,12 +23,15 @@ type setting struct {
 
 // settings lists every option; the README's table mirrors it.
 var settings = []setting{
-	{"REDIS_URL", "", "Redis URI (redis://, rediss://, redis-sentinel://); empty under `all` starts an embedded in-memory Redis"},
+	{"REDIS_URL", "", "Redis URI (redis://, rediss://, redis-sentinel://, redis-cluster://[:password@]host:port,host:port,... or rediss-cluster:// for TLS); empty under `all` starts an embedded in-memory Redis"},
+	{"QUEUE_SHARDS", "1", "asynq queues deliveries are spread over by generation id (1 = the single queue `webhooks`; 48-64 on a Redis Cluster); fixed for the life of the data: every process must use the same value"},
+	{"WORKER_SHARD_GROUPS", "0", "asynq servers (fetch loops) per worker process, each polling a contiguous group of at most 8 shards; 0 means ceil(QUEUE_SHARDS/8)"},
 	{"API_ADDR", ":8080", "listen address of the enqueue API"},
 	{"METRICS_ADDR", ":9090", "listen address of /metrics, /healthz and (with PPROF) /debug/pprof"},
 	{"API_TOKEN", "", "bearer token for /v1/*; required by `api`; generated and printed once under `all` when empty"},
 	{"WORKER_CONCURRENCY", "100", "concurrent deliveries per worker process"},
-	{"HOST_CONCURRENCY", "20", "concurrent attempts per destination (scheme://host:port) per worker process; 0 disables the cap"},
+	{"HOST_CONCURRENCY", "20", "concurrent attempts per destination (scheme://host:port) across the fleet (HOST_CONCURRENCY_SCOPE); 0 disables the cap"},
+	{"HOST_CONCURRENCY_SCOPE", "fleet", "fleet: one cap shared by every worker process (leases in Redis); process: a cap per worker process, held in memory"},
 	{"DELIVERY_TIMEOUT", "5s", "time limit of one attempt: connect, TLS, request and response"},
 	{"POLL_INTERVAL", "20ms", "how often an idle worker asks Redis for work (asynq TaskCheckInterval)"},
 	{"FORWARD_INTERVAL", "100ms", "how often due retries are moved back to the queue (asynq DelayedTaskCheckInterval)"},
@@ -50,6 +53,9 @@ type config struct {
 	APIToken          string
 	Concurrency       int
 	HostConcurrency   int
+	HostScope         string
+	QueueShards       int
+	ShardGroups       int
 	MinReplicas       int
 	DeliveryTimeout   time.Duration
 	PollInterval      time.Duration
@@ -109,6 +115,9 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		APIToken:        get("API_TOKEN"),
 		Concurrency:     intVal("WORKER_CONCURRENCY", 1),
 		HostConcurrency: intVal("HOST_CONCURRENCY", 0),
+		HostScope:       get("HOST_CONCURRENCY_SCOPE"),
+		QueueShards:     intVal("QUEUE_SHARDS", 1),
+		ShardGroups:     intVal("WORKER_SHARD_GROUPS", 0),
 		MinReplicas:     intVal("ENQUEUE_MIN_REPLICAS", 0),
 		DeliveryTimeout: durVal("DELIVERY_TIMEOUT"),
 		PollInterval:    durVal("POLL_INTERVAL"),
@@ -127,6 +136,14 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	case "false", "0", "no", "":
 	default:
 		errs = append(errs, fmt.Errorf("PPROF: want true or false, got %q", get("PPROF")))
+	}
+	if cfg.QueueShards > queue.MaxShards {
+		errs = append(errs, fmt.Errorf("QUEUE_SHARDS: want at most %d, got %d", queue.MaxShards, cfg.QueueShards))
+	}
+	switch cfg.HostScope {
+	case "fleet", "process":
+	default:
+		errs = append(errs, fmt.Errorf("HOST_CONCURRENCY_SCOPE: want fleet or process, got %q", cfg.HostScope))
 	}
 	switch cfg.LogLevel {
 	case "debug", "info", "warn", "error":
