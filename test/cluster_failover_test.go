@@ -196,3 +196,59 @@ func TestClusterFailoverNoAcknowledgedLoss(t *testing.T) {
 	}
 	t.Logf("all %d acknowledged deliveries arrived (%d POSTs)", len(want), rc.Count())
 }
+
+// TestClusterWaitOnShardPrimary: ENQUEUE_MIN_REPLICAS waits on the primary
+// that holds the delivery's shard. With one primary's replica frozen, ids of
+// that primary's shards answer 503 (not replicated) and ids of the other
+// shards 202; a WAIT sent to any other node would acknowledge a task no
+// replica holds (issue 16: 971 of 998 such acknowledgements lost at failover).
+func TestClusterWaitOnShardPrimary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 6-node Redis Cluster")
+	}
+	c := testenv.StartCluster(t, 3, 1)
+	rc := testenv.NewReceiver(t, nil)
+	const shards = 12
+	d := testenv.StartDispatcher(t, "api", "REDIS_URL="+c.URL(), "QUEUE_SHARDS="+strconv.Itoa(shards),
+		"WEBHOOK_CA_FILE="+rc.CAFile, "ENQUEUE_MIN_REPLICAS=1")
+	if err := queue.SetShards(shards, true); err != nil { // the same routing as the dispatcher's
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { queue.SetShards(1, false) })
+	p, err := c.NodeForKey(queue.ShardName(0, shards))
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas, err := c.ReplicasOf(p)
+	if err != nil || len(replicas) != 1 {
+		t.Fatalf("replicas of %s: %v, %v", p.Addr(), replicas, err)
+	}
+	if err := replicas[0].Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { replicas[0].Resume() })
+
+	var onP, elsewhere []string
+	for i := 0; len(onP) < 4 || len(elsewhere) < 4; i++ {
+		id := fmt.Sprintf("wait-%d", i)
+		node, err := c.NodeForKey(queue.Route(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node == p && len(onP) < 4 {
+			onP = append(onP, id)
+		} else if node != p && len(elsewhere) < 4 {
+			elsewhere = append(elsewhere, id)
+		}
+	}
+	for _, id := range onP {
+		if resp := d.Call(t, http.MethodPost, "/v1/deliveries", testenv.Delivery(rc.URL, id)); resp.Status != http.StatusServiceUnavailable {
+			t.Errorf("%s (shard on the primary whose replica is frozen): %d, want 503", id, resp.Status)
+		}
+	}
+	for _, id := range elsewhere {
+		if resp := d.Call(t, http.MethodPost, "/v1/deliveries", testenv.Delivery(rc.URL, id)); resp.Status != http.StatusAccepted {
+			t.Errorf("%s (shard on a primary with a live replica): %d, want 202: %s", id, resp.Status, resp.Body)
+		}
+	}
+}
