@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -55,6 +56,20 @@ func TestClusterEndToEnd(t *testing.T) {
 	for port, n := range perNode {
 		if n != shards/3 {
 			t.Errorf("primary :%d holds %d shards, want %d", port, n, shards/3)
+		}
+	}
+
+	var metrics []byte // the metrics server starts after the API's /healthz answers
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(d.MetricsURL + "/metrics"); err == nil {
+			metrics, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			break
+		}
+	}
+	for k := range shards {
+		if want := `webhook_queue_up{queue="` + queue.ShardName(k, shards) + `"} 1`; !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 

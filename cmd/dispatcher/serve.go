@@ -100,11 +100,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 
 	if runAPI {
 		// Queue gauges are read in exactly one process type: the API.
-		if queue.Shards() == 1 {
-			reg.MustRegister(metrics.NewQueueCollector(inspector, queue.DefaultQueue))
-		} else {
-			log.Warn("queue gauges (dispatcher_queue_*) are exported for QUEUE_SHARDS=1 only; use asynqmon for the shards")
-		}
+		reg.MustRegister(metrics.NewQueuesCollector(inspector, queue.NamesInOrder()))
 		mon := asynqmon.New(asynqmon.Options{
 			RootPath:     "/monitoring",
 			RedisConnOpt: redisOpt,
