@@ -29,8 +29,10 @@ type setting struct {
 // hold no back quotes: the flag package would read a quoted word as the
 // value's name.
 var settings = []setting{
-	{"REDIS_URL", "", "URI", "Redis URI (redis://, rediss://, redis-sentinel://); empty under all starts an embedded in-memory Redis. Holds the password: prefer REDIS_URL_FILE or the environment, a flag value is visible in ps", "aw"},
+	{"REDIS_URL", "", "URI", "Redis URI (redis://, rediss://, redis-sentinel://, redis-cluster://[:password@]host:port,host:port,... or rediss-cluster:// for TLS); empty under all starts an embedded in-memory Redis. Holds the password: prefer REDIS_URL_FILE or the environment, a flag value is visible in ps", "aw"},
 	{"REDIS_URL_FILE", "", "FILE", "file holding REDIS_URL (one line; the container-secret convention)", "aw"},
+	{"QUEUE_SHARDS", "1", "N", "asynq queues deliveries are spread over by generation id (1 = the single queue webhooks; 48-64 on a Redis Cluster); fixed for the life of the data: every process must use the same value", "aw"},
+	{"WORKER_SHARD_GROUPS", "0", "N", "asynq servers (fetch loops) per worker process, each polling a contiguous group of at most 8 shards; 0 means ceil(QUEUE_SHARDS/8)", "w"},
 	{"API_ADDR", ":8080", "ADDR", "listen address of the enqueue API", "a"},
 	{"METRICS_ADDR", ":9090", "ADDR", "listen address of /metrics, /healthz and /readyz; default :9091 for api, :9090 for worker and all, so both run side by side on one host", "aw"},
 	{"API_TOKEN", "", "TOKEN", "bearer token for /v1/*; required by api; generated and printed once under all when empty. Prefer API_TOKEN_FILE or the environment: a flag value is visible in ps", "a"},
@@ -39,7 +41,8 @@ var settings = []setting{
 	{"MONITORING_PASSWORD_FILE", "", "FILE", "file holding MONITORING_PASSWORD (one line)", "a"},
 	{"API_MAX_INFLIGHT_BYTES", "67108864", "BYTES", "request body bytes the API holds at once (64 MiB); a request beyond it is answered 503 with Retry-After: 1; 0 disables the cap", "a"},
 	{"WORKER_CONCURRENCY", "100", "N", "concurrent deliveries per worker process", "w"},
-	{"HOST_CONCURRENCY", "20", "N", "concurrent attempts per destination (scheme://host:port) per worker process; 0 disables the cap", "w"},
+	{"HOST_CONCURRENCY", "20", "N", "concurrent attempts per destination (its registrable domain and port) across the fleet (HOST_CONCURRENCY_SCOPE); 0 disables the cap", "w"},
+	{"HOST_CONCURRENCY_SCOPE", "fleet", "SCOPE", "fleet: one cap shared by every worker process (leases in Redis); process: a cap per worker process, held in memory", "w"},
 	{"DELIVERY_TIMEOUT", "5s", "DURATION", "time limit of one attempt: connect, TLS, request and response", "aw"},
 	{"POLL_INTERVAL", "20ms", "DURATION", "how often an idle worker asks Redis for work (asynq TaskCheckInterval)", "w"},
 	{"FORWARD_INTERVAL", "100ms", "DURATION", "how often due retries are moved back to the queue (asynq DelayedTaskCheckInterval)", "w"},
@@ -89,6 +92,9 @@ type config struct {
 	APIToken          string
 	Concurrency       int
 	HostConcurrency   int
+	HostScope         string
+	QueueShards       int
+	ShardGroups       int
 	MinReplicas       int
 	DeliveryTimeout   time.Duration
 	PollInterval      time.Duration
@@ -212,6 +218,9 @@ func loadConfig(mode string, args []string, getenv func(string) string) (config,
 		APIToken:        get("API_TOKEN"),
 		Concurrency:     intVal("WORKER_CONCURRENCY", 1),
 		HostConcurrency: intVal("HOST_CONCURRENCY", 0),
+		HostScope:       get("HOST_CONCURRENCY_SCOPE"),
+		QueueShards:     intVal("QUEUE_SHARDS", 1),
+		ShardGroups:     intVal("WORKER_SHARD_GROUPS", 0),
 		MinReplicas:     intVal("ENQUEUE_MIN_REPLICAS", 0),
 		DeliveryTimeout: durVal("DELIVERY_TIMEOUT"),
 		PollInterval:    durVal("POLL_INTERVAL"),
@@ -236,6 +245,14 @@ func loadConfig(mode string, args []string, getenv func(string) string) (config,
 	case "false", "0", "no", "":
 	default:
 		errs = append(errs, fmt.Errorf("PPROF: want true or false, got %q", get("PPROF")))
+	}
+	if cfg.QueueShards > queue.MaxShards {
+		errs = append(errs, fmt.Errorf("QUEUE_SHARDS: want at most %d, got %d", queue.MaxShards, cfg.QueueShards))
+	}
+	switch cfg.HostScope {
+	case "fleet", "process":
+	default:
+		errs = append(errs, fmt.Errorf("HOST_CONCURRENCY_SCOPE: want fleet or process, got %q", cfg.HostScope))
 	}
 	switch cfg.LogLevel {
 	case "debug", "info", "warn", "error":

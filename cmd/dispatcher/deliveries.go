@@ -68,26 +68,51 @@ func openService(getenv func(string) string, redisURL string) (*queue.Service, f
 	if redisURL == "" {
 		return nil, nil, errUsage{errors.New("REDIS_URL (or REDIS_URL_FILE, or --redis-url) is required")}
 	}
-	opt, err := asynq.ParseRedisURI(redisURL)
-	if err != nil {
-		return nil, nil, errUsage{errors.New("REDIS_URL is not a valid redis URI")}
-	}
 	sched, err := schedule.Parse(getenv("RETRY_SCHEDULE"))
 	if err != nil {
 		return nil, nil, errUsage{fmt.Errorf("RETRY_SCHEDULE: %w", err)}
 	}
-	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, nil, errors.New("redis: unexpected client type")
+	var rdb redis.UniversalClient
+	if isClusterURL(redisURL) {
+		opt, err := parseClusterURL(redisURL)
+		if err != nil {
+			return nil, nil, errUsage{err}
+		}
+		rdb = clusterClient(opt, 10)
+	} else {
+		opt, err := asynq.ParseRedisURI(redisURL)
+		if err != nil {
+			return nil, nil, errUsage{errors.New("REDIS_URL is not a valid redis URI")}
+		}
+		var ok bool
+		if rdb, ok = opt.MakeRedisClient().(redis.UniversalClient); !ok {
+			return nil, nil, errors.New("redis: unexpected client type")
+		}
+	}
+	shards := 1
+	if s := getenv("QUEUE_SHARDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			rdb.Close()
+			return nil, nil, errUsage{fmt.Errorf("QUEUE_SHARDS: want an integer, got %q", s)}
+		}
+		shards = n
+	}
+	_, cluster := rdb.(*redis.ClusterClient)
+	if err := queue.SetShards(shards, cluster); err != nil {
+		rdb.Close()
+		return nil, nil, errUsage{fmt.Errorf("QUEUE_SHARDS: %w", err)}
 	}
 	// A command reports its own error once; go-redis's retry chatter (plain
 	// text on stderr by default) would only repeat it.
 	routeRedisLogs(slog.New(slog.DiscardHandler))
 	client := asynq.NewClientFromRedisClient(rdb)
+	st := store.New(rdb, 0)
+	st.UseShards(queue.Tag, queue.Tags())
 	svc := &queue.Service{
 		Client:    client,
 		Inspector: asynq.NewInspectorFromRedisClient(rdb),
-		Store:     store.New(rdb, 0),
+		Store:     st,
 		Schedule:  sched,
 	}
 	if n, err := strconv.Atoi(getenv("ENQUEUE_MIN_REPLICAS")); err == nil && n > 0 {

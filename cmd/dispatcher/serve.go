@@ -23,7 +23,6 @@ import (
 
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/api"
-	"github.com/artificialstudio/webhook-dispatcher/dispatcher/limiter"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/queue"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/worker"
@@ -59,22 +58,19 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		log.Info("url guard: extra refusals", "deny_cidrs", denied, "allowed_ports", cfg.AllowedPorts)
 	}
 
-	redisOpt, stopRedis, err := connectRedis(cfg, log)
+	redisOpt, rdb, stopRedis, err := connectRedis(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer stopRedis()
-	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return errors.New("redis: unexpected client type")
-	}
 	defer rdb.Close()
-	// go-redis ignores context deadlines on socket reads and writes unless
-	// told otherwise: a stalled Redis (SIGSTOP, a long command, a full
-	// network buffer) then held an enqueue or /readyz for the read timeout
-	// plus the dial timeout, 5–8 s, instead of the caller's 3 s or 1 s.
-	if c, ok := rdb.(*redis.Client); ok {
-		c.Options().ContextTimeoutEnabled = true
+	_, sentinel := redisOpt.(asynq.RedisFailoverClientOpt)
+	if err := logTopology(ctx, log, rdb, sentinel); err != nil {
+		return err
+	}
+	_, cluster := rdb.(*redis.ClusterClient)
+	if err := queue.SetShards(cfg.QueueShards, cluster); err != nil {
+		return fmt.Errorf("config: QUEUE_SHARDS: %w", err)
 	}
 
 	var signing signingKeys
@@ -93,6 +89,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 	m := metrics.New(reg, metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
 	guard := cfg.guard()
 	st := store.New(rdb, cfg.logTTL())
+	st.UseShards(queue.Tag, queue.Tags())
 	defer st.Close() // after the workers have stopped (below), before rdb.Close
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)
@@ -148,7 +145,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 
 	if runAPI {
 		// Queue gauges are read in exactly one process type: the API.
-		reg.MustRegister(metrics.NewQueueCollector(inspector, queue.DefaultQueue))
+		reg.MustRegister(metrics.NewQueuesCollector(inspector, queue.NamesInOrder()))
 		mon := asynqmon.New(asynqmon.Options{
 			RootPath:     "/monitoring",
 			RedisConnOpt: redisOpt,
@@ -168,7 +165,8 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		start("api", func() error { return serveHTTP(ctx, srv, apiLn) })
 	}
 
-	var srv *asynq.Server
+	var servers []*asynq.Server
+	readyTags := []string(nil) // every shard: the API enqueues to all of them
 	if runWorker {
 		roots, err := worker.LoadCertPool(cfg.CAFile)
 		if err != nil {
@@ -181,34 +179,50 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 			Schedule:  cfg.Schedule,
 			Timeout:   cfg.DeliveryTimeout,
 			UserAgent: payload.UserAgent(version),
-			Limiter:   limiter.New(cfg.HostConcurrency),
+			Limiter:   newLimiter(cfg, rdb),
 			Log:       log,
 			Metrics:   m,
 			Signer:    signing.signer(),
 		}
-		srv = asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{
-			Concurrency:     cfg.Concurrency,
-			Schedule:        cfg.Schedule,
-			PollInterval:    cfg.PollInterval,
-			ForwardInterval: cfg.ForwardInterval,
-			ShutdownTimeout: cfg.ShutdownTimeout,
-			Logger:          asynqLogger{log},
-			LogLevel:        asynq.WarnLevel,
-		}))
 		mux := asynq.NewServeMux()
 		mux.Handle(dispatcher.TypeDeliver, handler)
-		if err := srv.Start(mux); err != nil {
-			return fmt.Errorf("worker: %w", err)
+		// One asynq server (one fetch loop) per group of at most 8 shards,
+		// sharing the handler, its store and its limiter.
+		groups := queue.Groups(cfg.ShardGroups)
+		var queues []string
+		for _, g := range groups {
+			srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{
+				Concurrency:     (cfg.Concurrency + len(groups) - 1) / len(groups),
+				Queues:          g,
+				Schedule:        cfg.Schedule,
+				PollInterval:    cfg.PollInterval,
+				ForwardInterval: cfg.ForwardInterval,
+				ShutdownTimeout: cfg.ShutdownTimeout,
+				Logger:          asynqLogger{log},
+				LogLevel:        asynq.WarnLevel,
+			}))
+			if err := srv.Start(mux); err != nil {
+				shutdownAll(servers)
+				return fmt.Errorf("worker: %w", err)
+			}
+			servers = append(servers, srv)
+			for q := range g {
+				queues = append(queues, q)
+			}
+		}
+		if !runAPI {
+			readyTags = queue.TagsOf(queues)
 		}
 		log.Info("worker started", "concurrency", cfg.Concurrency, "host_concurrency", cfg.HostConcurrency,
-			"delivery_timeout", cfg.DeliveryTimeout.String(), "queue", queue.DefaultQueue)
+			"host_concurrency_scope", cfg.HostScope, "delivery_timeout", cfg.DeliveryTimeout.String(),
+			"queue_shards", queue.Shards(), "servers", len(servers), "queues", len(queues))
 	}
 
 	if metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(reg))
 		mux.HandleFunc("/healthz", api.Healthz)
-		mux.Handle("/readyz", api.Readyz(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }))
+		mux.Handle("/readyz", api.Readyz(func(ctx context.Context) error { return st.Ready(ctx, readyTags) }))
 		log.Info("metrics listening", "addr", metricsLn.Addr().String())
 		start("metrics", func() error { return serveHTTP(ctx, newHTTPServer(mux, log), metricsLn) })
 	}
@@ -225,9 +239,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		log.Error("stopping after error", "error", runErr)
 	}
 	cancel()
-	if srv != nil {
-		srv.Shutdown() // waits ShutdownTimeout, then hands unfinished tasks back
-	}
+	shutdownAll(servers) // waits ShutdownTimeout, then hands unfinished tasks back
 	wg.Wait()
 	client.Close()
 	log.Info("stopped")
@@ -318,14 +330,47 @@ func pingLoop(ctx context.Context, rdb redis.UniversalClient, m *metrics.Metrics
 	}
 }
 
-// connectRedis parses REDIS_URL, or starts the embedded in-memory Redis under
+// connectRedis returns the one Redis client of the process, shared by
+// asynq's client, inspector and servers and the store, and the connection
+// option asynqmon needs, from REDIS_URL or the embedded Redis.
+func connectRedis(cfg config, log *slog.Logger) (asynq.RedisConnOpt, redis.UniversalClient, func(), error) {
+	opt, stop, err := redisConnOpt(cfg, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if o, ok := opt.(asynq.RedisClusterClientOpt); ok {
+		return opt, clusterClient(o, cfg.Concurrency+32), stop, nil
+	}
+	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		stop()
+		return nil, nil, nil, errors.New("redis: unexpected client type")
+	}
+	// go-redis ignores context deadlines on socket reads and writes unless
+	// told otherwise: a stalled Redis (SIGSTOP, a long command, a full
+	// network buffer) then held an enqueue or /readyz for the read timeout
+	// plus the dial timeout, 5–8 s, instead of the caller's 3 s or 1 s.
+	if c, ok := rdb.(*redis.Client); ok {
+		c.Options().ContextTimeoutEnabled = true
+	}
+	return opt, rdb, stop, nil
+}
+
+// redisConnOpt parses REDIS_URL, or starts the embedded in-memory Redis under
 // `all` when it is empty.
-func connectRedis(cfg config, log *slog.Logger) (asynq.RedisConnOpt, func(), error) {
+func redisConnOpt(cfg config, log *slog.Logger) (asynq.RedisConnOpt, func(), error) {
+	if isClusterURL(cfg.RedisURL) {
+		opt, err := parseClusterURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		return opt, func() {}, nil
+	}
 	if cfg.RedisURL != "" {
 		opt, err := asynq.ParseRedisURI(cfg.RedisURL)
 		if err != nil {
 			// The URI may hold a password: never echo it.
-			return nil, nil, errors.New("config: REDIS_URL is not a valid redis://, rediss:// or redis-sentinel:// URI")
+			return nil, nil, errors.New("config: REDIS_URL is not a valid redis://, rediss://, redis-sentinel:// or redis-cluster:// URI")
 		}
 		return withPoolSize(opt, cfg.Concurrency+32), func() {}, nil
 	}
@@ -402,4 +447,15 @@ func randomToken() string {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
 	return hex.EncodeToString(b)
+}
+
+// shutdownAll stops the worker's asynq servers together, so SIGTERM waits
+// SHUTDOWN_TIMEOUT once, not once per server.
+func shutdownAll(servers []*asynq.Server) {
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() { defer wg.Done(); srv.Shutdown() }()
+	}
+	wg.Wait()
 }

@@ -1,15 +1,29 @@
 package queue
 
-// DefaultQueue is the asynq queue that holds deliveries. asynq's own tools
-// (the asynq CLI, asynqmon) show it under this name.
+// DefaultQueue is the asynq queue that holds deliveries when there is one
+// shard (QUEUE_SHARDS=1), and the prefix of the shards' names otherwise.
+// asynq's own tools (the asynq CLI, asynqmon) show them under these names.
 const DefaultQueue = "webhooks"
 
 // route returns the asynq queue that holds the delivery with generation id
-// id. Every lookup by id goes through it, so sharding deliveries over several
-// queues changes this function (and Names) only.
-func route(id string) string { return DefaultQueue }
+// id: its shard's queue (see SetShards). Every lookup by id goes through it.
+func route(id string) string {
+	l := get()
+	return l.names[shardOf(id, len(l.names))]
+}
+
+// Route is route for the other rooms (the reconciler, the CLI): the queue of
+// the delivery with generation id id.
+func Route(id string) string { return route(id) }
 
 // Names returns every queue that holds deliveries, with asynq's priority for
 // each: what an asynq.Server must poll (asynq.Config.Queues) and what the
 // queue gauges read.
-func Names() map[string]int { return map[string]int{DefaultQueue: 1} }
+func Names() map[string]int {
+	names := get().names
+	out := make(map[string]int, len(names))
+	for _, q := range names {
+		out[q] = 1
+	}
+	return out
+}

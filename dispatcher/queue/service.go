@@ -86,14 +86,14 @@ func (s *Service) Enqueue(ctx context.Context, d dispatcher.Delivery) error {
 	_, err = s.Client.EnqueueContext(ctx, task, s.options(d.ID)...)
 	switch {
 	case err == nil:
-		if err := s.waitReplicas(ctx); err != nil {
+		if err := s.waitReplicas(ctx, d.ID); err != nil {
 			return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
 		}
 		return nil
 	case errors.Is(err, asynq.ErrTaskIDConflict):
 		// A resend after a 503 may find what the first try stored: it is a
 		// duplicate only once that is as durable as an acceptance.
-		if err := s.waitReplicas(ctx); err != nil {
+		if err := s.waitReplicas(ctx, d.ID); err != nil {
 			return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
 		}
 		return fmt.Errorf("enqueue %s: %w", d.ID, dispatcher.ErrDuplicate)
@@ -102,10 +102,10 @@ func (s *Service) Enqueue(ctx context.Context, d dispatcher.Delivery) error {
 	}
 }
 
-// waitReplicas returns nil once MinReplicas replicas hold every write made so
-// far (see store.WaitReplicas).
-func (s *Service) waitReplicas(ctx context.Context) error {
-	return s.Store.WaitReplicas(ctx, s.MinReplicas, ReplicaWaitTimeout)
+// waitReplicas returns nil once MinReplicas replicas of the primary holding
+// id's task hold every write made to it so far (see store.WaitReplicasFor).
+func (s *Service) waitReplicas(ctx context.Context, id string) error {
+	return s.Store.WaitReplicasFor(ctx, id, s.MinReplicas, ReplicaWaitTimeout)
 }
 
 func (s *Service) options(id string) []asynq.Option {
@@ -293,8 +293,10 @@ func (s *Service) RedeliverFailedSince(ctx context.Context, since time.Time) (in
 	return n, nil
 }
 
-// Ping checks that Redis answers.
-func (s *Service) Ping(ctx context.Context) error { return s.Store.Ping(ctx) }
+// Ping checks that Redis takes writes in every shard's slot (store.Ready):
+// what an enqueue needs, where a PING alone answers on a read-only or
+// half-failed Redis.
+func (s *Service) Ping(ctx context.Context) error { return s.Store.Ready(ctx, nil) }
 
 func isNotFound(err error) bool {
 	return errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)

@@ -27,9 +27,18 @@ func (s *Store) FailedBetween(ctx context.Context, since, until time.Time) ([]st
 	if !until.IsZero() {
 		hi = "(" + strconv.FormatInt(until.UnixMilli(), 10)
 	}
-	ids, err := s.rdb.ZRangeByScore(ctx, s.keys.failedIndex(), &redis.ZRangeBy{Min: lo, Max: hi}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("list failed deliveries between %s and %s: %w", lo, hi, err)
+	var all []redis.Z
+	for _, tag := range s.tags {
+		zs, err := s.rdb.ZRangeByScoreWithScores(ctx, s.keys.failedIndex(tag), &redis.ZRangeBy{Min: lo, Max: hi}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list failed deliveries between %s and %s: %w", lo, hi, err)
+		}
+		all = append(all, zs...)
+	}
+	sortNewestFirst(all)
+	ids := make([]string, len(all))
+	for i, z := range all {
+		ids[len(all)-1-i] = z.Member.(string) // oldest first
 	}
 	return ids, nil
 }

@@ -1,25 +1,46 @@
 package store
 
 // keyspace builds every Redis key the store uses; nothing else in the
-// dispatcher names a key outside asynq's. Keys are
+// dispatcher names a key outside asynq's. With shards untagged (one queue on
+// one Redis, the default) keys are
 //
-//	webhook:attempts:{id}         list of JSON Attempt entries, oldest first
-//	webhook:failed:{id}           JSON FailedRecord
+//	webhook:attempts:<id>         list of JSON Attempt entries, oldest first
+//	webhook:failed:<id>           JSON FailedRecord
 //	webhook:failed                sorted set of failed ids, scored by failure time (Unix ms)
-//	webhook:secret:{id}           a delivery's "v1" signing secret (whsec_ text); the attempt log's lifetime
+//	webhook:secret:<id>           a delivery's "v1" signing secret (whsec_ text); the attempt log's lifetime
 //	webhook:replication-barrier   counter written before WAIT (see WaitReplicas)
+//	webhook:readyz                short-lived key Ready writes
+//	webhook:cap:{<dest>}          sorted set of the fleet-wide cap's slot holders of
+//	                              destination dest (scheme://host:port), scored by lease expiry
 //
-// For Redis Cluster, a key that must share a slot with a task gets the task's
-// hash tag between prefix and name ("webhook:{tag}:attempts:…"); today the
-// tag is empty and the keys are exactly the ones above.
+// With tagged shards (Redis Cluster, or QUEUE_SHARDS > 1) every key carries
+// the hash tag of the delivery's queue after the prefix, so it lives in the
+// slot of the task's own asynq keys and every multi-key operation stays in
+// one slot: "webhook:{webhooks:3:5}:attempts:<id>", one failed index and one
+// barrier per shard ("webhook:{webhooks:3:5}:failed").
 type keyspace struct {
 	prefix string
 }
 
 var defaultKeyspace = keyspace{prefix: "webhook:"}
 
-func (k keyspace) attempts(id string) string { return k.prefix + "attempts:" + id }
-func (k keyspace) failed(id string) string   { return k.prefix + "failed:" + id }
-func (k keyspace) secret(id string) string   { return k.prefix + "secret:" + id }
-func (k keyspace) failedIndex() string       { return k.prefix + "failed" }
-func (k keyspace) barrier() string           { return k.prefix + "replication-barrier" }
+// tagged returns the prefix with tag ("" or "{queue}") and its separator.
+func (k keyspace) tagged(tag string) string {
+	if tag == "" {
+		return k.prefix
+	}
+	return k.prefix + tag + ":"
+}
+
+func (k keyspace) attempts(tag, id string) string { return k.tagged(tag) + "attempts:" + id }
+func (k keyspace) failed(tag, id string) string   { return k.tagged(tag) + "failed:" + id }
+func (k keyspace) secret(tag, id string) string   { return k.tagged(tag) + "secret:" + id }
+func (k keyspace) failedIndex(tag string) string  { return k.tagged(tag) + "failed" }
+func (k keyspace) barrier(tag string) string      { return k.tagged(tag) + "replication-barrier" }
+func (k keyspace) ready(tag string) string        { return k.tagged(tag) + "readyz" }
+func (k keyspace) cap(dest string) string         { return k.prefix + "cap:{" + dest + "}" }
+
+// CapKey is the key of destination dest's holder set for the fleet-wide
+// per-destination cap (limiter.Fleet): one key per destination, in a slot of
+// its own choosing (the destination is the hash tag).
+func CapKey(dest string) string { return defaultKeyspace.cap(dest) }

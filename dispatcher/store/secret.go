@@ -19,7 +19,7 @@ func (s *Store) SetSecret(ctx context.Context, id string, sec signature.Secret) 
 	if sec.IsZero() {
 		return fmt.Errorf("store secret of %s: %w", id, signature.ErrInvalidKey)
 	}
-	if err := s.rdb.Set(ctx, s.keys.secret(id), sec.Reveal(), s.logTTL).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.keys.secret(s.tag(id), id), sec.Reveal(), s.logTTL).Err(); err != nil {
 		return fmt.Errorf("store secret of %s: %w", id, err)
 	}
 	return nil
@@ -29,7 +29,7 @@ func (s *Store) SetSecret(ctx context.Context, id string, sec signature.Secret) 
 // when there is none (never set, expired or deleted). Errors name the id,
 // never the secret.
 func (s *Store) Secret(ctx context.Context, id string) (sec signature.Secret, ok bool, err error) {
-	text, err := s.rdb.Get(ctx, s.keys.secret(id)).Result()
+	text, err := s.rdb.Get(ctx, s.keys.secret(s.tag(id), id)).Result()
 	if errors.Is(err, redis.Nil) {
 		return signature.Secret{}, false, nil
 	}
@@ -45,7 +45,7 @@ func (s *Store) Secret(ctx context.Context, id string) (sec signature.Secret, ok
 
 // DeleteSecret forgets the signing secret of delivery id; no secret is no error.
 func (s *Store) DeleteSecret(ctx context.Context, id string) error {
-	if err := s.rdb.Del(ctx, s.keys.secret(id)).Err(); err != nil {
+	if err := s.rdb.Del(ctx, s.keys.secret(s.tag(id), id)).Err(); err != nil {
 		return fmt.Errorf("delete secret of %s: %w", id, err)
 	}
 	return nil

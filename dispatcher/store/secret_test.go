@@ -38,7 +38,7 @@ func TestSecretLifetime(t *testing.T) {
 	if err != nil || !ok || got.Reveal() != sec.Reveal() {
 		t.Fatalf("Secret = %v, %v; want the stored one", ok, err)
 	}
-	key := defaultKeyspace.secret("gen.1")
+	key := defaultKeyspace.secret("", "gen.1")
 	if ttl := mr.TTL(key); ttl != time.Hour {
 		t.Errorf("TTL after SetSecret = %s, want the log TTL 1h", ttl)
 	}

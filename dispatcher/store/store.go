@@ -36,6 +36,8 @@ type Store struct {
 	rdb    redis.UniversalClient
 	keys   keyspace
 	logTTL time.Duration
+	tag    func(id string) string // id's shard hash tag; see UseShards
+	tags   []string               // every shard's tag
 
 	startWriter sync.Once
 	appends     chan appendRequest
@@ -59,6 +61,7 @@ func New(rdb redis.UniversalClient, logTTL time.Duration) *Store {
 		logTTL = 7*24*time.Hour + 48*time.Hour
 	}
 	return &Store{rdb: rdb, keys: defaultKeyspace, logTTL: logTTL,
+		tag: func(string) string { return "" }, tags: []string{""},
 		appends: make(chan appendRequest), stop: make(chan struct{}), stopped: make(chan struct{})}
 }
 
@@ -85,7 +88,7 @@ func (s *Store) AppendAttempt(ctx context.Context, id string, a dispatcher.Attem
 		return fmt.Errorf("encode attempt for %s: %w", id, err)
 	}
 	s.startWriter.Do(func() { go s.writeLoop() })
-	req := appendRequest{key: s.keys.attempts(id), entry: entry, done: make(chan error, 1)}
+	req := appendRequest{key: s.keys.attempts(s.tag(id), id), entry: entry, done: make(chan error, 1)}
 	select {
 	case s.appends <- req:
 	case <-s.stop:
@@ -144,7 +147,7 @@ func (s *Store) writeLoop() {
 
 // LastAttempt returns the newest entry of id's log; ok is false when the log is empty.
 func (s *Store) LastAttempt(ctx context.Context, id string) (a dispatcher.Attempt, ok bool, err error) {
-	raw, err := s.rdb.LIndex(ctx, s.keys.attempts(id), -1).Bytes()
+	raw, err := s.rdb.LIndex(ctx, s.keys.attempts(s.tag(id), id), -1).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return dispatcher.Attempt{}, false, nil
 	}
@@ -159,7 +162,7 @@ func (s *Store) LastAttempt(ctx context.Context, id string) (a dispatcher.Attemp
 
 // Attempts returns id's whole log, oldest first.
 func (s *Store) Attempts(ctx context.Context, id string) ([]dispatcher.Attempt, error) {
-	raws, err := s.rdb.LRange(ctx, s.keys.attempts(id), 0, -1).Result()
+	raws, err := s.rdb.LRange(ctx, s.keys.attempts(s.tag(id), id), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read attempts of %s: %w", id, err)
 	}
@@ -181,11 +184,12 @@ func (s *Store) MarkFailed(ctx context.Context, r dispatcher.FailedRecord) error
 	if err != nil {
 		return fmt.Errorf("encode failed record %s: %w", r.ID, err)
 	}
+	tag := s.tag(r.ID) // one slot: the transaction is allowed on a cluster
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.keys.failed(r.ID), raw, 0)
-		p.ZAdd(ctx, s.keys.failedIndex(), redis.Z{Score: float64(r.FailedAt.UnixMilli()), Member: r.ID})
-		p.Persist(ctx, s.keys.attempts(r.ID))
-		p.Persist(ctx, s.keys.secret(r.ID)) // a no-op for unsigned deliveries
+		p.Set(ctx, s.keys.failed(tag, r.ID), raw, 0)
+		p.ZAdd(ctx, s.keys.failedIndex(tag), redis.Z{Score: float64(r.FailedAt.UnixMilli()), Member: r.ID})
+		p.Persist(ctx, s.keys.attempts(tag, r.ID))
+		p.Persist(ctx, s.keys.secret(tag, r.ID)) // a no-op for unsigned deliveries
 		return nil
 	})
 	if err != nil {
@@ -196,7 +200,7 @@ func (s *Store) MarkFailed(ctx context.Context, r dispatcher.FailedRecord) error
 
 // Failed returns the failed record of id; ok is false when there is none.
 func (s *Store) Failed(ctx context.Context, id string) (r dispatcher.FailedRecord, ok bool, err error) {
-	raw, err := s.rdb.Get(ctx, s.keys.failed(id)).Bytes()
+	raw, err := s.rdb.Get(ctx, s.keys.failed(s.tag(id), id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return dispatcher.FailedRecord{}, false, nil
 	}
@@ -212,11 +216,12 @@ func (s *Store) Failed(ctx context.Context, id string) (r dispatcher.FailedRecor
 // ClearFailed forgets that id failed (it has been queued again) and lets its
 // attempt log and signing secret expire like any other's, LogTTL from now.
 func (s *Store) ClearFailed(ctx context.Context, id string) error {
+	tag := s.tag(id) // one slot: the transaction is allowed on a cluster
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.keys.failed(id))
-		p.ZRem(ctx, s.keys.failedIndex(), id)
-		p.Expire(ctx, s.keys.attempts(id), s.logTTL)
-		p.Expire(ctx, s.keys.secret(id), s.logTTL)
+		p.Del(ctx, s.keys.failed(tag, id))
+		p.ZRem(ctx, s.keys.failedIndex(tag), id)
+		p.Expire(ctx, s.keys.attempts(tag, id), s.logTTL)
+		p.Expire(ctx, s.keys.secret(tag, id), s.logTTL)
 		return nil
 	})
 	if err != nil {
@@ -243,28 +248,18 @@ func (s *Store) ListFailed(ctx context.Context, cursor string, limit int) ([]dis
 		afterScore, afterID = score, id
 		max = scoreText
 	}
-	// Members with the cursor's score come back in descending id order; those
-	// not below the cursor's id were on an earlier page. Over-fetch to skip them.
+	// Each shard's index gives its newest limit+1 after the cursor; merged in
+	// the cursor's order (score, then id, both descending), the first limit+1
+	// of all of them are the page and the sign of a next one.
 	var ids []redis.Z
-	for fetch := int64(limit) + 1; ; fetch *= 2 {
-		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, s.keys.failedIndex(), &redis.ZRangeBy{
-			Max: max, Min: "-inf", Count: fetch,
-		}).Result()
+	for _, tag := range s.tags {
+		zs, err := s.listIndex(ctx, tag, max, cursor != "", afterScore, afterID, limit)
 		if err != nil {
-			return nil, "", fmt.Errorf("list failed deliveries: %w", err)
+			return nil, "", err
 		}
-		ids = ids[:0]
-		for _, z := range zs {
-			id := z.Member.(string)
-			if cursor != "" && int64(z.Score) == afterScore && id >= afterID {
-				continue
-			}
-			ids = append(ids, z)
-		}
-		if len(ids) > limit || int64(len(zs)) < fetch {
-			break
-		}
+		ids = append(ids, zs...)
 	}
+	sortNewestFirst(ids)
 	next := ""
 	if len(ids) > limit {
 		ids = ids[:limit]
@@ -287,22 +282,35 @@ func (s *Store) ListFailed(ctx context.Context, cursor string, limit int) ([]dis
 // FailedSince returns the ids of deliveries that failed at or after since,
 // oldest first.
 func (s *Store) FailedSince(ctx context.Context, since time.Time) ([]string, error) {
-	ids, err := s.rdb.ZRangeByScore(ctx, s.keys.failedIndex(), &redis.ZRangeBy{
-		Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf",
-	}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("list failed deliveries since %s: %w", since.Format(time.RFC3339), err)
+	var all []redis.Z
+	for _, tag := range s.tags {
+		zs, err := s.rdb.ZRangeByScoreWithScores(ctx, s.keys.failedIndex(tag), &redis.ZRangeBy{
+			Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf",
+		}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list failed deliveries since %s: %w", since.Format(time.RFC3339), err)
+		}
+		all = append(all, zs...)
+	}
+	sortNewestFirst(all)
+	ids := make([]string, len(all))
+	for i, z := range all {
+		ids[len(all)-1-i] = z.Member.(string) // oldest first
 	}
 	return ids, nil
 }
 
 // CountFailed returns how many failed deliveries the store holds.
 func (s *Store) CountFailed(ctx context.Context) (int64, error) {
-	n, err := s.rdb.ZCard(ctx, s.keys.failedIndex()).Result()
-	if err != nil {
-		return 0, fmt.Errorf("count failed deliveries: %w", err)
+	var total int64
+	for _, tag := range s.tags {
+		n, err := s.rdb.ZCard(ctx, s.keys.failedIndex(tag)).Result()
+		if err != nil {
+			return 0, fmt.Errorf("count failed deliveries: %w", err)
+		}
+		total += n
 	}
-	return n, nil
+	return total, nil
 }
 
 // Ping checks that Redis answers.
@@ -319,7 +327,19 @@ func (s *Store) Ping(ctx context.Context) error {
 // choosing, so the WAIT follows a write of its own on one pipelined
 // connection: that write comes after the task in the replication stream, and
 // a replica that acknowledges it holds the task. n <= 0 returns nil at once.
+//
+// WaitReplicas waits on every shard's primary in turn; WaitReplicasFor waits
+// on the one primary that holds a given delivery.
 func (s *Store) WaitReplicas(ctx context.Context, n int, timeout time.Duration) error {
+	for _, tag := range s.tags {
+		if err := s.waitReplicas(ctx, tag, n, timeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) waitReplicas(ctx context.Context, tag string, n int, timeout time.Duration) error {
 	if n <= 0 {
 		return nil
 	}
@@ -329,8 +349,13 @@ func (s *Store) WaitReplicas(ctx context.Context, n int, timeout time.Duration) 
 	if timeout < time.Millisecond { // WAIT n 0 would block for ever
 		return fmt.Errorf("wait for replicas: %w", context.DeadlineExceeded)
 	}
-	pipe := s.rdb.Pipeline()
-	pipe.Incr(ctx, s.keys.barrier())
+	key := s.keys.barrier(tag)
+	node, err := s.primaryFor(ctx, key)
+	if err != nil {
+		return fmt.Errorf("wait for replicas: %w", err)
+	}
+	pipe := node.Pipeline()
+	pipe.Incr(ctx, key)
 	acked := pipe.Do(ctx, "WAIT", n, timeout.Milliseconds())
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("wait for replicas: %w", err)

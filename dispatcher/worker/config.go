@@ -15,8 +15,11 @@ import (
 // ServerOptions are the settings of ServerConfig. Zero values are the
 // documented defaults.
 type ServerOptions struct {
-	Concurrency int               // concurrent deliveries; 0 means 100
-	Schedule    schedule.Schedule // zero means schedule.Production
+	Concurrency int // concurrent deliveries; 0 means 100
+	// Queues are the queues this server polls (one of queue.Groups); nil
+	// means every queue (queue.Names).
+	Queues   map[string]int
+	Schedule schedule.Schedule // zero means schedule.Production
 	// PollInterval is asynq's TaskCheckInterval, ForwardInterval its
 	// DelayedTaskCheckInterval; 0 means asynq's defaults (1 s, 5 s).
 	PollInterval    time.Duration
@@ -29,7 +32,7 @@ type ServerOptions struct {
 }
 
 // ServerConfig returns the asynq.Config a worker runs with: the queues from
-// queue.Names, RetryDelayFunc from the schedule, and IsFailure, which keeps
+// o.Queues or queue.Names, RetryDelayFunc from the schedule, and IsFailure, which keeps
 // deferrals from spending attempts. They are set together here because any
 // one without the others breaks the retry promise (without IsFailure every
 // deferral silently spends an attempt).
@@ -40,9 +43,12 @@ func ServerConfig(o ServerOptions) asynq.Config {
 	if o.Schedule == (schedule.Schedule{}) {
 		o.Schedule = schedule.Production
 	}
+	if o.Queues == nil {
+		o.Queues = queue.Names()
+	}
 	return asynq.Config{
 		Concurrency:              o.Concurrency,
-		Queues:                   queue.Names(),
+		Queues:                   o.Queues,
 		RetryDelayFunc:           RetryDelay(o.Schedule),
 		IsFailure:                IsFailure,
 		Logger:                   o.Logger,
