@@ -120,7 +120,7 @@ func decodeCost(tb testing.TB, c costBody) time.Duration {
 func costRatio(tb testing.TB, c, base costBody) float64 {
 	tb.Helper()
 	bestC, bestBase := time.Duration(1<<63-1), time.Duration(1<<63-1)
-	for range 5 {
+	for range costRuns {
 		bestBase = min(bestBase, decodeCost(tb, base))
 		bestC = min(bestC, decodeCost(tb, c))
 	}
