@@ -92,7 +92,19 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	final := retried >= maxRetry
 
-	if err := h.waitForNominalTime(ctx, d.ID, retried); err != nil {
+	last, found := h.lastAttempt(ctx, d.ID)
+	if found && last.InCycle(d) && last.Outcome == dispatcher.OutcomeDelivered {
+		// asynq runs a task again whose attempt already ended (a completion
+		// write that failed, a lease that expired under a stalled worker, a
+		// task the reconciler handed back): the receiver has its 200, so this
+		// run completes the task without a POST and without an attempt.
+		h.log().InfoContext(ctx, "already delivered in this cycle; completing without a POST", keyDeliveryID, d.ID, keyAttempt, last.Attempt)
+		if r, ok := h.Metrics.(interface{ Reconciled(kind string) }); ok {
+			r.Reconciled(KindRerunSkipped)
+		}
+		return nil
+	}
+	if err := h.waitForNominalTime(ctx, last, found, retried); err != nil {
 		return err
 	}
 
@@ -114,6 +126,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return ctx.Err()
 	}
 	a.Attempt = retried + 1
+	a.Cycle = d.EnqueuedAt
 	h.record(ctx, d, a, hostname)
 
 	if err == nil {
@@ -160,19 +173,31 @@ func (h *Handler) schedule() schedule.Schedule {
 	return h.Schedule
 }
 
-// waitForNominalTime holds back a retry that asynq handed over early: its due
-// time is stored in whole seconds, so without this a 5 s retry starts after
-// 4–5 s. The nominal time is the end of the last failed attempt plus the step.
-func (h *Handler) waitForNominalTime(ctx context.Context, id string, retried int) error {
-	if retried == 0 || h.Store == nil {
-		return nil
+// KindRerunSkipped is the webhook_reconciled_total kind of a run that found
+// its cycle already delivered and completed without a POST.
+const KindRerunSkipped = "rerun_skipped"
+
+// lastAttempt reads the newest entry of id's attempt log; found is false
+// without a store, with an empty log, or when Redis cannot be read (logged:
+// the attempt then goes ahead, at worst a duplicate POST).
+func (h *Handler) lastAttempt(ctx context.Context, id string) (dispatcher.Attempt, bool) {
+	if h.Store == nil {
+		return dispatcher.Attempt{}, false
 	}
 	last, found, err := h.Store.LastAttempt(ctx, id)
 	if err != nil {
-		h.log().WarnContext(ctx, "cannot read attempt log; not holding back retry", keyDeliveryID, id, "error", err)
-		return nil
+		h.log().WarnContext(ctx, "cannot read attempt log; attempting without checking it", keyDeliveryID, id, "error", err)
+		return dispatcher.Attempt{}, false
 	}
-	if !found || last.Outcome == dispatcher.OutcomeDelivered {
+	return last, found
+}
+
+// waitForNominalTime holds back a retry that asynq handed over early: its due
+// time is stored in whole seconds, so without this a 5 s retry starts after
+// 4–5 s. The nominal time is the end of the last failed attempt (last, the
+// newest log entry) plus the step.
+func (h *Handler) waitForNominalTime(ctx context.Context, last dispatcher.Attempt, found bool, retried int) error {
+	if retried == 0 || !found || last.Outcome == dispatcher.OutcomeDelivered {
 		return nil
 	}
 	nominal, ok := h.schedule().Next(last.EndedAt, retried)
