@@ -80,6 +80,9 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		return errUsage{errors.New("usage: dispatcher deliveries list|show|redeliver ...")}
 	}
 	sub, args := args[0], args[1:]
+	if sub == "purge" {
+		return purgeCommand(ctx, args, getenv, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("deliveries "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	redisURL := fs.String("redis-url", "", "Redis URI (default $REDIS_URL)")

@@ -34,12 +34,16 @@ var settings = []setting{
 	{"FORWARD_INTERVAL", "100ms", "how often due retries are moved back to the queue (asynq DelayedTaskCheckInterval)"},
 	{"RETENTION", "168h", "how long delivered deliveries stay queryable (and their ids reserved)"},
 	{"ENQUEUE_MIN_REPLICAS", "0", "replicas that must hold each accepted delivery (Redis WAIT, up to 1s) before the API answers 202, else 503; 0 answers once the primary holds it (asynchronous replication: a failover may lose it)"},
+	{"RECONCILE_INTERVAL", "30s", "how often workers reconcile asynq's records (stuck, orphaned, archived-without-record deliveries) and every process re-checks the Redis eviction policy"},
+	{"FAILED_RETENTION", "720h", "how long a failed delivery stays listed, redeliverable and its id reserved; 0 keeps it until purged"},
+	{"ALLOW_EVICTING_REDIS", "false", "start even when Redis may evict keys (maxmemory-policy other than noeviction): ACCEPTED DELIVERIES CAN BE LOST"},
 	{"SHUTDOWN_TIMEOUT", "", "how long SIGTERM waits for in-flight deliveries before handing them back; default DELIVERY_TIMEOUT+5s"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"PPROF", "false", "serve /debug/pprof on METRICS_ADDR"},
 	{"URLGUARD_ALLOW_CIDRS", "", "TESTS/STAGING ONLY: comma-separated CIDRs exempted from the URL guard"},
 	{"WEBHOOK_CA_FILE", "", "TESTS/STAGING ONLY: PEM file of extra trusted root CAs for receivers"},
 	{"RETRY_SCHEDULE", "", "TESTS/STAGING ONLY: nine comma-separated durations replacing the published retry schedule"},
+	{"RECONCILE_GRACE", "", "TESTS/STAGING ONLY: how long an active delivery without a lease waits before it is recovered; default DELIVERY_TIMEOUT+10s"},
 }
 
 // config is the parsed configuration.
@@ -62,6 +66,10 @@ type config struct {
 	CAFile            string
 	Schedule          schedule.Schedule
 	ScheduleOverriden bool
+	ReconcileInterval time.Duration
+	ReconcileGrace    time.Duration
+	FailedRetention   time.Duration // 0 keeps failed deliveries until purged
+	AllowEvicting     bool
 }
 
 func flagName(env string) string { return strings.ToLower(strings.ReplaceAll(env, "_", "-")) }
@@ -118,6 +126,15 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		LogLevel:        get("LOG_LEVEL"),
 		CAFile:          get("WEBHOOK_CA_FILE"),
 	}
+	cfg.ReconcileInterval = durVal("RECONCILE_INTERVAL")
+	cfg.ReconcileGrace = durVal("RECONCILE_GRACE")
+	if cfg.ReconcileGrace == 0 {
+		cfg.ReconcileGrace = cfg.DeliveryTimeout + 10*time.Second
+	}
+	if v := get("FAILED_RETENTION"); v != "0" {
+		cfg.FailedRetention = durVal("FAILED_RETENTION")
+	}
+	cfg.AllowEvicting = boolVal(get("ALLOW_EVICTING_REDIS"), "ALLOW_EVICTING_REDIS", &errs)
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = cfg.DeliveryTimeout + 5*time.Second
 	}
@@ -165,3 +182,15 @@ func (c config) logTTL() time.Duration {
 type errUsage struct{ error }
 
 func (e errUsage) Unwrap() error { return e.error }
+
+// boolVal reads true/1/yes or false/0/no/""; anything else is an error in errs.
+func boolVal(v, env string, errs *[]error) bool {
+	switch strings.ToLower(v) {
+	case "true", "1", "yes":
+		return true
+	case "false", "0", "no", "":
+		return false
+	}
+	*errs = append(*errs, fmt.Errorf("%s: want true or false, got %q", env, v))
+	return false
+}

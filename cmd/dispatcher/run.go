@@ -19,6 +19,8 @@ Commands:
   deliveries show ID  show one delivery with its attempt log
   deliveries redeliver ID | --since RFC3339
                       queue failed deliveries again for a fresh cycle of attempts
+  deliveries purge --state failed --before RFC3339 [--dry-run]
+                      delete failed deliveries that failed before the time; frees their ids
   enqueue --file F    send a JSON-lines file of deliveries to the API in batches
   healthcheck URL     GET URL, exit 0 on 200 (container health checks)
   version             print the version

@@ -84,6 +84,14 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		MinReplicas: cfg.MinReplicas,
 	}
 
+	policy := &redisPolicy{store: st, log: log, m: m, allow: cfg.AllowEvicting}
+	if cfg.RedisURL != "" { // the embedded development Redis is exempt
+		if err := policy.start(ctx); err != nil {
+			return err
+		}
+		svc.Unsafe = policy.Err
+	}
+
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 	start := func(name string, fn func() error) {
@@ -100,6 +108,9 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 
 	// Redis liveness for the gauge and the log, every few seconds.
 	start("redis ping", func() error { pingLoop(ctx, rdb, m, log); return nil })
+	if cfg.RedisURL != "" {
+		start("redis policy", func() error { policy.run(ctx, cfg.reconcileInterval()); return nil })
+	}
 
 	if runAPI {
 		// Queue gauges are read in exactly one process type: the API.
@@ -151,6 +162,8 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		if err := srv.Start(mux); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
+		rec := newReconciler(cfg, st, inspector, svc, log, m)
+		start("reconcile", func() error { rec.Run(ctx); return nil })
 		log.Info("worker started", "concurrency", cfg.Concurrency, "host_concurrency", cfg.HostConcurrency,
 			"delivery_timeout", cfg.DeliveryTimeout.String(), "queue", queue.DefaultQueue)
 	}
@@ -159,7 +172,12 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(reg))
 		mux.HandleFunc("/healthz", api.Healthz)
-		mux.Handle("/readyz", api.Readyz(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }))
+		mux.Handle("/readyz", api.Readyz(func(ctx context.Context) error {
+			if err := policy.Err(); err != nil {
+				return err
+			}
+			return rdb.Ping(ctx).Err()
+		}))
 		if cfg.Pprof {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
