@@ -26,7 +26,7 @@ func newReconciler(cfg config, st *store.Store, insp *asynq.Inspector, svc *queu
 		retention = queue.DefaultRetention
 	}
 	return &reconcile.Reconciler{
-		Store: st, Inspector: insp, Queues: queues,
+		Store: st, Inspector: insp, Queues: queues, Schedule: cfg.Schedule,
 		Interval:        cfg.reconcileInterval(),
 		Grace:           cfg.ReconcileGrace,
 		Retention:       retention,

@@ -16,7 +16,9 @@
 //     pending list without spending an attempt when the attempt provably did
 //     not run (the attempt log of the task's cycle has no entry for it) or
 //     already delivered (the handler then completes it without a POST);
-//     otherwise left to asynq's recoverer, which spends the attempt that ran;
+//     otherwise settled as asynq's recoverer would (up to 90 s later): the
+//     attempt that ran is spent and the task retried at its nominal time, or
+//     archived after the last attempt;
 //   - a lease entry whose task is not active: dropped, or the task put back
 //     in the active list when its hash still says active;
 //   - a hash whose state names a list or set that does not hold it (every
@@ -39,6 +41,7 @@ import (
 
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
+	"github.com/artificialstudio/webhook-dispatcher/schedule"
 )
 
 // The kinds of repair: the label values of webhook_reconciled_total.
@@ -46,6 +49,7 @@ const (
 	KindActiveWithoutLease    = "active_without_lease"
 	KindLeaseExpiredNotRun    = "lease_expired_not_run"
 	KindLeaseExpiredDelivered = "lease_expired_delivered"
+	KindLeaseExpiredRan       = "lease_expired_ran"
 	KindStaleLease            = "stale_lease"
 	KindGhost                 = "ghost"
 	KindOrphan                = "orphan"
@@ -57,7 +61,7 @@ const (
 
 // Kinds lists every kind, for metrics to create their series at zero.
 func Kinds() []string {
-	return []string{KindActiveWithoutLease, KindLeaseExpiredNotRun, KindLeaseExpiredDelivered, KindStaleLease,
+	return []string{KindActiveWithoutLease, KindLeaseExpiredNotRun, KindLeaseExpiredDelivered, KindLeaseExpiredRan, KindStaleLease,
 		KindGhost, KindOrphan, KindArchivedWithoutRecord, KindFailedExpired, KindRerunSkipped}
 }
 
@@ -82,6 +86,9 @@ type Reconciler struct {
 	Store     *store.Store
 	Inspector *asynq.Inspector
 	Queues    []string
+	// Schedule times the retry of an attempt whose worker was lost after it
+	// ended; zero means schedule.Production.
+	Schedule schedule.Schedule
 	// Interval between passes; zero means DefaultInterval.
 	Interval time.Duration
 	// Grace is how long an active task without a lease gets before it is
@@ -225,10 +232,10 @@ func (r *Reconciler) expired(ctx context.Context, q, id string, now time.Time, c
 		case !dispatcher.RanInCycle(log, d, info.Retried+1):
 			kind = KindLeaseExpiredNotRun
 		default:
-			// The attempt ran and failed: asynq's recoverer retries it,
-			// spending that attempt, or archives it (then the archive sweep
-			// writes the failed record).
-			return nil
+			// The attempt ran and failed, and its worker is gone before
+			// telling asynq: settle it as asynq would have, spending that
+			// attempt (asynq's recoverer would too, but up to 90 s later).
+			return r.settle(ctx, q, id, info, log, d, now, counts)
 		}
 	}
 	done, err := r.Store.RequeueExpired(ctx, q, id, now.Add(-r.leaseSlack()))
@@ -240,6 +247,41 @@ func (r *Reconciler) expired(ctx context.Context, q, id string, now time.Time, c
 		return err
 	case done && kind != KindGhost:
 		r.count(ctx, counts, kind, id, 1)
+	}
+	return nil
+}
+
+// settle moves a task whose attempt ran and failed to the retry set at its
+// nominal time (the end of that attempt plus the schedule's step), or to the
+// archive after the last attempt; the archive sweep writes its failed record
+// if the handler could not.
+func (r *Reconciler) settle(ctx context.Context, q, id string, info *asynq.TaskInfo, log []dispatcher.Attempt, d dispatcher.Delivery, now time.Time, counts map[string]int) error {
+	var last dispatcher.Attempt
+	for i := len(log) - 1; i >= 0; i-- {
+		if log[i].InCycle(d) && log[i].Attempt == info.Retried+1 {
+			last = log[i]
+			break
+		}
+	}
+	final := info.Retried >= info.MaxRetry
+	sched := r.Schedule
+	if sched == (schedule.Schedule{}) {
+		sched = schedule.Production
+	}
+	due, ok := sched.Next(last.EndedAt, info.Retried+1)
+	if !ok || due.Before(now) {
+		due = now
+	}
+	errMsg := last.Error
+	if errMsg == "" {
+		errMsg = string(last.Outcome)
+	}
+	done, err := r.Store.SettleExpired(ctx, q, id, now.Add(-r.leaseSlack()), final, info.Retried+1, due, errMsg)
+	if err != nil {
+		return err
+	}
+	if done {
+		r.count(ctx, counts, KindLeaseExpiredRan, id, 1, "archived", final)
 	}
 	return nil
 }

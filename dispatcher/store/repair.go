@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // This file holds what the reconciler (package dispatcher/reconcile) needs of
@@ -285,4 +286,53 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 		return fmt.Errorf("forget %s: %w", id, err)
 	}
 	return nil
+}
+
+// settleScript ends the run of a task whose lease expired before ARGV[2] as
+// asynq's own Retry or Archive would: out of active and lease, into the
+// retry or archived set at score ARGV[3], state ARGV[5], and its message
+// updated by appending ARGV[4] (protobuf fields appended to an encoded
+// message override the earlier ones).
+//
+// KEYS[1] active, KEYS[2] lease, KEYS[3] retry or archived, KEYS[4] task hash;
+// ARGV[1] id, ARGV[2] expired before (Unix s), ARGV[3] score, ARGV[4] message
+// suffix, ARGV[5] state. Returns 1 settled, 0 no-op.
+var settleScript = redis.NewScript(`
+local score = redis.call("ZSCORE", KEYS[2], ARGV[1])
+if not score or tonumber(score) >= tonumber(ARGV[2]) then return 0 end
+local msg = redis.call("HGET", KEYS[4], "msg")
+if not msg then return 0 end
+if redis.call("LREM", KEYS[1], 0, ARGV[1]) == 0 then return 0 end
+redis.call("ZREM", KEYS[2], ARGV[1])
+redis.call("ZADD", KEYS[3], ARGV[3], ARGV[1])
+redis.call("HSET", KEYS[4], "msg", msg .. ARGV[4], "state", ARGV[5])
+return 1`)
+
+// SettleExpired ends the run of id, active in queue with a lease that
+// expired before expiredBefore, whose attempt ran and failed: with archive
+// false it goes to the retry set due at due with its retry count set to
+// retried (the attempt is spent), with archive true to the archive. errMsg
+// becomes the task's last error. It reports false when the lease is live or
+// the task is no longer active.
+func (s *Store) SettleExpired(ctx context.Context, queue, id string, expiredBefore time.Time, archive bool, retried int, due time.Time, errMsg string) (bool, error) {
+	k := asynqKeys{queue}
+	now := time.Now()
+	target, state := k.retry(), "retry"
+	var suffix []byte
+	if archive {
+		target, state, due = k.archived(), "archived", now
+	} else {
+		suffix = protowire.AppendTag(suffix, 6, protowire.VarintType) // TaskMessage.retried
+		suffix = protowire.AppendVarint(suffix, uint64(retried))
+	}
+	suffix = protowire.AppendTag(suffix, 7, protowire.BytesType) // TaskMessage.error_msg
+	suffix = protowire.AppendString(suffix, errMsg)
+	suffix = protowire.AppendTag(suffix, 11, protowire.VarintType) // TaskMessage.last_failed_at
+	suffix = protowire.AppendVarint(suffix, uint64(now.Unix()))
+	n, err := settleScript.Run(ctx, s.rdb, []string{k.active(), k.lease(), target, k.task(id)},
+		id, expiredBefore.Unix(), due.Unix(), suffix, state).Int()
+	if err != nil {
+		return false, fmt.Errorf("settle %s: %w", id, err)
+	}
+	return n == 1, nil
 }

@@ -280,12 +280,7 @@ func readSnippet(body io.Reader) string {
 // secret), counts it and writes it to the attempt log.
 func (h *Handler) record(ctx context.Context, d dispatcher.Delivery, a dispatcher.Attempt, hostname string) {
 	if h.Store != nil {
-		// The log write must not be lost to the attempt's own deadline.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		if err := h.Store.AppendAttempt(wctx, d.ID, a); err != nil {
-			h.log().WarnContext(ctx, "cannot write attempt log", keyDeliveryID, d.ID, "error", err)
-		}
-		cancel()
+		h.appendAttempt(ctx, d.ID, a)
 	}
 	if h.Metrics != nil {
 		h.Metrics.ObserveAttempt(a.Outcome, a.Status, a.Attempt, a.EndedAt.Sub(a.StartedAt))
@@ -302,6 +297,37 @@ func (h *Handler) record(ctx context.Context, d dispatcher.Delivery, a dispatche
 		keyDuration, a.DurationMs,
 		keyHost, hostname,
 	)
+}
+
+// attemptLogWait bounds how long a handler keeps trying to write an
+// attempt's log entry while Redis refuses or drops writes (a stall, a
+// paused replica under min-replicas-to-write, a restart). The entry of a
+// delivered attempt is what keeps a rerun of the task from POSTing again,
+// so it is worth holding the worker slot for: asynq's lease (30 s) is not
+// at risk.
+const attemptLogWait = 10 * time.Second
+
+// appendAttempt writes a to id's log, trying again every 200 ms for up to
+// attemptLogWait; the attempt's own deadline or a shutdown does not cut it.
+func (h *Handler) appendAttempt(ctx context.Context, id string, a dispatcher.Attempt) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptLogWait)
+	defer cancel()
+	for {
+		actx, cancelTry := context.WithTimeout(wctx, 2*time.Second)
+		err := h.Store.AppendAttempt(actx, id, a)
+		cancelTry()
+		if err == nil {
+			return
+		}
+		if wctx.Err() != nil || errors.Is(err, store.ErrStoreClosed) {
+			h.log().WarnContext(ctx, "cannot write attempt log", keyDeliveryID, id, "error", err)
+			return
+		}
+		select {
+		case <-wctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (h *Handler) markFailed(ctx context.Context, d dispatcher.Delivery, a dispatcher.Attempt) {
