@@ -156,14 +156,20 @@ func (s *Store) LastAttempt(ctx context.Context, id string) (a dispatcher.Attemp
 	return a, true, nil
 }
 
-// Attempts returns id's whole log, oldest first.
+// Attempts returns id's whole log, oldest first. An entry written twice (a
+// write retried after Redis took it but its answer was lost: every entry
+// carries its start time to the nanosecond, so copies are byte-identical and
+// adjacent) is returned once.
 func (s *Store) Attempts(ctx context.Context, id string) ([]dispatcher.Attempt, error) {
 	raws, err := s.rdb.LRange(ctx, s.keys.attempts(id), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read attempts of %s: %w", id, err)
 	}
 	out := make([]dispatcher.Attempt, 0, len(raws))
-	for _, raw := range raws {
+	for i, raw := range raws {
+		if i > 0 && raw == raws[i-1] {
+			continue
+		}
 		var a dispatcher.Attempt
 		if err := json.Unmarshal([]byte(raw), &a); err != nil {
 			return nil, fmt.Errorf("decode attempt of %s: %w", id, err)
