@@ -4,8 +4,9 @@
 // keys.go, so a change of key scheme (hash tags for Redis Cluster) is one
 // edit there.
 //
-// It may not touch asynq's keys (the queue package goes through asynq's
-// Client and Inspector for those) and knows nothing of HTTP.
+// It touches asynq's keys only in repair.go, for the reconciler's atomic
+// repairs of what asynq leaves behind (asynq has no API for them); the queue
+// package goes through asynq's Client and Inspector. It knows nothing of HTTP.
 package store
 
 import (
