@@ -288,7 +288,11 @@ func TestFailedIDReservedAfterArchiveTrim(t *testing.T) {
 	t.Parallel()
 	redis := testenv.StartRedis(t, testenv.RedisOptions{})
 	rc := testenv.NewReceiver(t, func(w http.ResponseWriter, r *http.Request, _ int) {
-		if strings.HasSuffix(r.URL.Path, "/slow") {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/ok"):
+			w.WriteHeader(http.StatusOK)
+			return
+		case strings.HasSuffix(r.URL.Path, "/slow"):
 			time.Sleep(3 * time.Second)
 		}
 		w.WriteHeader(http.StatusInternalServerError)
@@ -325,6 +329,18 @@ func TestFailedIDReservedAfterArchiveTrim(t *testing.T) {
 	}
 	if resp := api.Call(t, http.MethodPost, "/v1/deliveries", testenv.Delivery(rc.URL, id)); resp.Status != http.StatusAccepted {
 		t.Errorf("resend after DELETE: %d, want 202", resp.Status)
+	}
+	// A delivered delivery can be deleted too, which frees its id.
+	enqueueOK(t, api, rc.URL+"/ok", "delete-delivered")
+	api.WaitState(t, "delete-delivered", "delivered", 30*time.Second)
+	if resp := api.Call(t, http.MethodDelete, "/v1/deliveries/delete-delivered", nil); resp.Status != http.StatusOK {
+		t.Errorf("DELETE of a delivered delivery: %d %s, want 200", resp.Status, resp.Body)
+	}
+	if resp := api.Call(t, http.MethodPost, "/v1/deliveries", testenv.Delivery(rc.URL+"/ok", "delete-delivered")); resp.Status != http.StatusAccepted {
+		t.Errorf("resend after DELETE of a delivered delivery: %d, want 202", resp.Status)
+	}
+	if resp := api.Call(t, http.MethodDelete, "/v1/deliveries/never-was", nil); resp.Status != http.StatusNotFound {
+		t.Errorf("DELETE of an unknown id: %d, want 404", resp.Status)
 	}
 }
 

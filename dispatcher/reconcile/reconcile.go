@@ -110,7 +110,8 @@ type Reconciler struct {
 	Log             *slog.Logger
 	Metrics         Recorder
 
-	passes int
+	passes       int
+	orphanCursor map[string]uint64 // where an unfinished walk of a queue's task hashes resumes
 }
 
 // Run makes a pass at once and every Interval until ctx ends.
@@ -155,7 +156,7 @@ func (r *Reconciler) Pass(ctx context.Context) (map[string]int, error) {
 	var errs []error
 	for _, q := range r.Queues {
 		errs = append(errs, r.leases(ctx, q, counts))
-		if orphans {
+		if orphans || r.orphanCursor[q] != 0 {
 			errs = append(errs, r.orphans(ctx, q, counts))
 		}
 		errs = append(errs, r.archive(ctx, q, counts))
@@ -286,10 +287,16 @@ func (r *Reconciler) settle(ctx context.Context, q, id string, info *asynq.TaskI
 	return nil
 }
 
-// orphans walks every task hash of q and puts back the orphans.
+// orphans walks the task hashes of q and puts back the orphans. A walk that
+// takes longer than half an interval stops there and resumes on the next
+// pass, so a large keyspace never keeps a pass from finishing.
 func (r *Reconciler) orphans(ctx context.Context, q string, counts map[string]int) error {
-	var cursor uint64
+	if r.orphanCursor == nil {
+		r.orphanCursor = map[string]uint64{}
+	}
+	cursor := r.orphanCursor[q]
 	now := time.Now()
+	budget := now.Add(r.interval() / 2)
 	for {
 		found, next, err := r.Store.ScanOrphans(ctx, q, cursor, 500, now.Add(r.grace()), now.Add(r.retention()))
 		if err != nil {
@@ -298,7 +305,8 @@ func (r *Reconciler) orphans(ctx context.Context, q string, counts map[string]in
 		for _, o := range found {
 			r.count(ctx, counts, KindOrphan, o.ID, 1, "state", o.State)
 		}
-		if next == 0 {
+		r.orphanCursor[q] = next
+		if next == 0 || time.Now().After(budget) {
 			return nil
 		}
 		cursor = next
