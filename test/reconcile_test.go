@@ -109,9 +109,12 @@ func TestActiveWithoutLeaseIsRecovered(t *testing.T) {
 }
 
 // TestLeaseSetLostDuringPost is case 2: the lease set is deleted while POSTs
-// are in flight. asynq's completion or retry then stops half way on NOT
-// FOUND (or, if the reconciler restored the lease first, succeeds): either
-// way the 500 is retried and the 200 is not POSTed again.
+// are in flight, between two reconciler passes (RECONCILE_INTERVAL=10s, so
+// no pass restores the leases first). asynq's retry and completion then stop
+// half way on NOT FOUND, leaving both tasks in no list with hashes saying
+// active. asynq's report nudges the reconciler: the next pass walks the task
+// hashes (without the nudge the walk would wait for the 10th pass, 100 s)
+// and puts the orphans back. The 500 is retried; the 200 is not POSTed again.
 func TestLeaseSetLostDuringPost(t *testing.T) {
 	t.Parallel()
 	redis := testenv.StartRedis(t, testenv.RedisOptions{})
@@ -125,21 +128,28 @@ func TestLeaseSetLostDuringPost(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	}))
-	env := reconcileEnv(redis, rc)
+	env := reconcileEnv(redis, rc, "RECONCILE_INTERVAL=10s")
 	api := testenv.StartDispatcher(t, "api", env...)
-	testenv.StartDispatcher(t, "worker", env...)
+	w := testenv.StartDispatcher(t, "worker", env...)
 	enqueueOK(t, api, rc.URL, "lease-lost-500")
 	enqueueOK(t, api, rc.URL, "lease-lost-200")
 	rc.WaitCount(t, 2, 15*time.Second)
+	lost := time.Now()
 	redisDo(t, redis, "DEL", asynqKey("lease"))
 
-	st := api.WaitState(t, "lease-lost-500", "delivered", 90*time.Second)
+	st := api.WaitState(t, "lease-lost-500", "delivered", 60*time.Second)
 	wantLog(t, "lease-lost-500", st, "http_status", "delivered")
-	st = api.WaitState(t, "lease-lost-200", "delivered", 90*time.Second)
+	st = api.WaitState(t, "lease-lost-200", "delivered", 60*time.Second)
 	wantLog(t, "lease-lost-200", st, "delivered")
+	t.Logf("lease set lost during the POSTs: both delivered %.1f s after", time.Since(lost).Seconds())
 	seen := idsSeen(rc.Requests())
 	if seen["lease-lost-500"] != 2 || seen["lease-lost-200"] != 1 {
 		t.Errorf("receiver POSTs %v, want lease-lost-500 twice (500, then 200) and lease-lost-200 once", seen)
+	}
+	for _, id := range []string{"lease-lost-500", "lease-lost-200"} {
+		if logLines(w.Logs(), `"msg":"reconciled"`, `"kind":"orphan"`, id) == 0 {
+			t.Errorf("%s: no orphan repair logged (asynq's NOT FOUND path was not taken)", id)
+		}
 	}
 }
 

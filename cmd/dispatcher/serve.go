@@ -148,13 +148,14 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 			Log:       log,
 			Metrics:   m,
 		}
+		rec := newReconciler(cfg, st, inspector, svc, log, m)
 		srv = asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{
 			Concurrency:     cfg.Concurrency,
 			Schedule:        cfg.Schedule,
 			PollInterval:    cfg.PollInterval,
 			ForwardInterval: cfg.ForwardInterval,
 			ShutdownTimeout: cfg.ShutdownTimeout,
-			Logger:          asynqLogger{log},
+			Logger:          asynqLogger{log: log, moveFailed: rec.Nudge},
 			LogLevel:        asynq.WarnLevel,
 		}))
 		mux := asynq.NewServeMux()
@@ -162,7 +163,6 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		if err := srv.Start(mux); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
-		rec := newReconciler(cfg, st, inspector, svc, log, m)
 		start("reconcile", func() error { rec.Run(ctx); return nil })
 		log.Info("worker started", "concurrency", cfg.Concurrency, "host_concurrency", cfg.HostConcurrency,
 			"delivery_timeout", cfg.DeliveryTimeout.String(), "queue", queue.DefaultQueue)

@@ -22,7 +22,8 @@
 //   - a lease entry whose task is not active: dropped, or the task put back
 //     in the active list when its hash still says active;
 //   - a hash whose state names a list or set that does not hold it (every
-//     OrphanEvery passes: it walks all task hashes): put back;
+//     OrphanEvery passes, or the next pass after Nudge: it walks all task
+//     hashes): put back;
 //   - archived tasks without a failed record (asynq's recoverer archives a
 //     task whose last attempt's worker died without calling the handler):
 //     the record is written, so the failed list, bulk redeliver, the metrics
@@ -35,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -112,6 +114,7 @@ type Reconciler struct {
 
 	passes       int
 	orphanCursor map[string]uint64 // where an unfinished walk of a queue's task hashes resumes
+	lastNudge    atomic.Int64      // Unix ns of the last Nudge sent
 }
 
 // Run makes a pass at once and every Interval until ctx ends.
@@ -146,12 +149,34 @@ func (r *Reconciler) tick(ctx context.Context) {
 	}
 }
 
+// Nudge asks for a walk of all task hashes on the next pass, in whichever
+// process makes it: asynq reported that it could not move a task (a script
+// stopped on NOT FOUND, which can leave an orphan behind). It does not block;
+// calls within a second of the last are dropped.
+func (r *Reconciler) Nudge() {
+	now := time.Now().UnixNano()
+	last := r.lastNudge.Load()
+	if now-last < int64(time.Second) || !r.lastNudge.CompareAndSwap(last, now) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := r.Store.Nudge(ctx); err != nil {
+			r.log().Warn("reconcile: cannot record the nudge; the periodic walk will find the orphan", "error", err)
+		}
+	}()
+}
+
 // Pass makes one pass over every queue and returns how many repairs of each
 // kind it made. It goes on after an error with the next step and returns
 // the errors joined.
 func (r *Reconciler) Pass(ctx context.Context) (map[string]int, error) {
 	counts := map[string]int{}
 	orphans := r.passes%r.orphanEvery() == 0
+	if nudged, err := r.Store.TakeNudge(ctx); err == nil && nudged {
+		orphans = true
+	}
 	r.passes++
 	var errs []error
 	for _, q := range r.Queues {

@@ -8,6 +8,7 @@ package store
 //	webhook:failed                sorted set of failed ids, scored by failure time (Unix ms)
 //	webhook:replication-barrier   counter written before WAIT (see WaitReplicas)
 //	webhook:reconcile-lock        short lock: one reconciler pass at a time across the fleet
+//	webhook:reconcile-nudge       flag: the next pass also walks all task hashes (asynq reported a failed move)
 //
 // The reconciler also repairs asynq's own keys of one queue (see asynqKeys);
 // they are named here after asynq v0.26's internal/base, and all carry the
@@ -44,3 +45,5 @@ func (a asynqKeys) taskPrefix() string { return a.prefix() + "t:" }
 func (a asynqKeys) task(id string) string {
 	return a.taskPrefix() + id
 }
+
+func (k keyspace) reconcileNudge() string { return k.prefix + "reconcile-nudge" }

@@ -336,3 +336,21 @@ func (s *Store) SettleExpired(ctx context.Context, queue, id string, expiredBefo
 	}
 	return n == 1, nil
 }
+
+// Nudge asks the next reconciler pass, in whichever process makes it, to
+// walk all task hashes (the flag lasts an hour).
+func (s *Store) Nudge(ctx context.Context) error {
+	if err := s.rdb.Set(ctx, s.keys.reconcileNudge(), 1, time.Hour).Err(); err != nil {
+		return fmt.Errorf("nudge reconciler: %w", err)
+	}
+	return nil
+}
+
+// TakeNudge clears the flag Nudge sets and reports whether it was set.
+func (s *Store) TakeNudge(ctx context.Context) (bool, error) {
+	n, err := s.rdb.Del(ctx, s.keys.reconcileNudge()).Result()
+	if err != nil {
+		return false, fmt.Errorf("read reconciler nudge: %w", err)
+	}
+	return n > 0, nil
+}
