@@ -116,6 +116,9 @@ func TestActiveWithoutLeaseIsRecovered(t *testing.T) {
 // hashes (without the nudge the walk would wait for the 10th pass, 100 s)
 // and puts the orphans back. The 500 is retried; the 200 is not POSTed again.
 func TestLeaseSetLostDuringPost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for two 10 s reconciler passes")
+	}
 	t.Parallel()
 	redis := testenv.StartRedis(t, testenv.RedisOptions{})
 	rc := testenv.NewReceiver(t, perID(func(w http.ResponseWriter, _ *http.Request, id string, n int) {
