@@ -57,7 +57,8 @@ const (
 	KindOrphan                = "orphan"
 	KindArchivedWithoutRecord = "archived_without_record"
 	KindFailedExpired         = "failed_expired"
-	// KindRerunSkipped is counted by the worker's handler (worker.KindRerunSkipped).
+	// KindRerunSkipped is counted by the worker's handler: a run that found
+	// its cycle already delivered and completed without a POST.
 	KindRerunSkipped = "rerun_skipped"
 )
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/limiter"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/reconcile"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
 	"github.com/artificialstudio/webhook-dispatcher/payload"
 	"github.com/artificialstudio/webhook-dispatcher/schedule"
@@ -100,7 +101,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// run completes the task without a POST and without an attempt.
 		h.log().InfoContext(ctx, "already delivered in this cycle; completing without a POST", keyDeliveryID, d.ID, keyAttempt, last.Attempt)
 		if r, ok := h.Metrics.(interface{ Reconciled(kind string) }); ok {
-			r.Reconciled(KindRerunSkipped)
+			r.Reconciled(reconcile.KindRerunSkipped)
 		}
 		return nil
 	}
@@ -172,10 +173,6 @@ func (h *Handler) schedule() schedule.Schedule {
 	}
 	return h.Schedule
 }
-
-// KindRerunSkipped is the webhook_reconciled_total kind of a run that found
-// its cycle already delivered and completed without a POST.
-const KindRerunSkipped = "rerun_skipped"
 
 // lastAttempt reads the newest entry of id's attempt log; found is false
 // without a store, with an empty log, or when Redis cannot be read (logged:
