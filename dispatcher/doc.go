@@ -14,6 +14,7 @@
 //	dispatcher/queue    enqueue, status, listing and redelivery over asynq's Client/Inspector and the store; the only place that knows queue names
 //	dispatcher/limiter  the per-destination concurrency cap behind a two-method interface
 //	dispatcher/worker   the asynq handler, the guarded HTTP client and the one constructor of asynq.Config
+//	dispatcher/reconcile  repairs what asynq leaves behind (stuck, orphaned, unrecorded deliveries), run by workers
 //	dispatcher/api      the HTTP API over a small interface of the queue service
 //
 // This package does no I/O: values in, values out.

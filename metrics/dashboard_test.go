@@ -102,8 +102,8 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"WebhookBacklogAgeGrowing", "WebhookDeliveryFailureRatioHigh",
-		"WebhookRedisUnreachable", "WebhookRetriesExhausting", "WebhookWorkersDown"}
+	want := []string{"WebhookBacklogAgeGrowing", "WebhookDeliveryFailureRatioHigh", "WebhookReconcilerRepairing",
+		"WebhookRedisEvicting", "WebhookRedisUnreachable", "WebhookRetriesExhausting", "WebhookWorkersDown"}
 	slices.Sort(alerts)
 	if !slices.Equal(alerts, want) {
 		t.Errorf("alerts loaded: %v, want %v", alerts, want)

@@ -50,6 +50,7 @@ type Metrics struct {
 	inFlight         prometheus.Gauge
 	concurrency      prometheus.Gauge
 	redisUp          prometheus.Gauge
+	reconcile        reconcileMetrics
 }
 
 // BuildInfo is exported as the labels of webhook_build_info. Empty fields are exported as
@@ -159,6 +160,7 @@ func New(reg *prometheus.Registry, build BuildInfo) *Metrics {
 	}
 	m.attemptDuration.WithLabelValues("success")
 	m.attemptDuration.WithLabelValues("failure")
+	m.reconcile = newReconcileMetrics(reg)
 	return m
 }
 

@@ -48,6 +48,9 @@ var settings = []setting{
 	{"FORWARD_INTERVAL", "100ms", "DURATION", "how often due retries are moved back to the queue (asynq DelayedTaskCheckInterval)", "w"},
 	{"RETENTION", "168h", "DURATION", "how long delivered deliveries stay queryable (and their ids reserved)", "aw"},
 	{"ENQUEUE_MIN_REPLICAS", "0", "N", "replicas that must hold each accepted delivery (Redis WAIT, up to 1s) before the API answers 202, else 503; 0 answers once the primary holds it (asynchronous replication: a failover may lose it)", "a"},
+	{"RECONCILE_INTERVAL", "30s", "DURATION", "how often workers reconcile asynq's records (stuck, orphaned, archived-without-record deliveries) and every process re-checks the Redis eviction policy", "aw"},
+	{"FAILED_RETENTION", "720h", "DURATION", "how long a failed delivery stays listed, redeliverable and its id reserved; 0 keeps it until purged", "aw"},
+	{"ALLOW_EVICTING_REDIS", "false", "BOOL", "start even when Redis may evict keys (maxmemory-policy other than noeviction): ACCEPTED DELIVERIES CAN BE LOST", "aw"},
 	{"SHUTDOWN_TIMEOUT", "", "DURATION", "how long SIGTERM waits for in-flight deliveries before handing them back; default DELIVERY_TIMEOUT+5s", "w"},
 	{"LOG_LEVEL", "info", "LEVEL", "debug, info, warn or error", "aw"},
 	{"PPROF", "false", "BOOL", "serve /debug/pprof/ (never the command line) on PPROF_ADDR", "aw"},
@@ -58,6 +61,7 @@ var settings = []setting{
 	{"URLGUARD_ALLOW_CIDRS", "", "CIDRS", "TESTS/STAGING ONLY: comma-separated CIDRs exempted from the URL guard; in split mode set it on the api too (registration) as well as the worker (dial)", "aw"},
 	{"WEBHOOK_CA_FILE", "", "FILE", "TESTS/STAGING ONLY: PEM file of extra trusted root CAs for receivers", "w"},
 	{"RETRY_SCHEDULE", "", "LIST", "TESTS/STAGING ONLY: nine comma-separated durations replacing the published retry schedule (set it on the api too: deliveries show and GET /v1/deliveries/{id} compute nextAttemptAt from it)", "aw"},
+	{"RECONCILE_GRACE", "", "DURATION", "TESTS/STAGING ONLY: how long an active delivery without a lease waits before it is recovered; default DELIVERY_TIMEOUT+10s", "w"},
 }
 
 // modeDefaults are defaults that differ by mode, so that one api and one
@@ -113,6 +117,10 @@ type config struct {
 	ScheduleOverriden bool
 	MonitorPassword   string
 	MaxInflightBytes  int64 // -1: no cap
+	ReconcileInterval time.Duration
+	ReconcileGrace    time.Duration
+	FailedRetention   time.Duration // 0 keeps failed deliveries until purged
+	AllowEvicting     bool
 }
 
 func flagName(env string) string { return strings.ToLower(strings.ReplaceAll(env, "_", "-")) }
@@ -236,6 +244,15 @@ func loadConfig(mode string, args []string, getenv func(string) string) (config,
 	if cfg.MaxInflightBytes = int64(intVal("API_MAX_INFLIGHT_BYTES", 0)); cfg.MaxInflightBytes == 0 {
 		cfg.MaxInflightBytes = -1
 	}
+	cfg.ReconcileInterval = durVal("RECONCILE_INTERVAL")
+	cfg.ReconcileGrace = durVal("RECONCILE_GRACE")
+	if cfg.ReconcileGrace == 0 {
+		cfg.ReconcileGrace = cfg.DeliveryTimeout + 10*time.Second
+	}
+	if v := get("FAILED_RETENTION"); v != "0" {
+		cfg.FailedRetention = durVal("FAILED_RETENTION")
+	}
+	cfg.AllowEvicting = boolVal(get("ALLOW_EVICTING_REDIS"), "ALLOW_EVICTING_REDIS", &errs)
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = cfg.DeliveryTimeout + 5*time.Second
 	}
@@ -329,3 +346,15 @@ func (c config) logTTL() time.Duration {
 type errUsage struct{ error }
 
 func (e errUsage) Unwrap() error { return e.error }
+
+// boolVal reads true/1/yes or false/0/no/""; anything else is an error in errs.
+func boolVal(v, env string, errs *[]error) bool {
+	switch strings.ToLower(v) {
+	case "true", "1", "yes":
+		return true
+	case "false", "0", "no", "":
+		return false
+	}
+	*errs = append(*errs, fmt.Errorf("%s: want true or false, got %q", env, v))
+	return false
+}

@@ -137,6 +137,8 @@ Commands:
         queue failed deliveries again for a fresh cycle of attempts
   cancel ID | --host H [--since T] [--until T] [--dry-run]
         stop pending, scheduled or retrying deliveries: they end failed, lastError "cancelled"
+  purge --state failed --before T [--dry-run]
+        delete failed deliveries that failed before T and free their ids (counts first with --dry-run)
 
 Times are RFC 3339 (2024-01-15T00:00:00Z). Every command reads REDIS_URL (or
 REDIS_URL_FILE, or --redis-url). "dispatcher deliveries COMMAND -h" lists its flags.
@@ -145,17 +147,19 @@ REDIS_URL_FILE, or --redis-url). "dispatcher deliveries COMMAND -h" lists its fl
 func deliveriesCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, deliveriesUsage)
-		return errUsage{errors.New("deliveries: missing command (list, show, redeliver, cancel)")}
+		return errUsage{errors.New("deliveries: missing command (list, show, redeliver, cancel, purge)")}
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, deliveriesUsage)
 		return nil
+	case "purge":
+		return purgeCommand(ctx, args, getenv, stdout, stderr)
 	case "list", "show", "redeliver", "cancel":
 	default:
 		fmt.Fprint(stderr, deliveriesUsage)
-		return errUsage{fmt.Errorf("unknown deliveries command %q (list, show, redeliver, cancel)", sub)}
+		return errUsage{fmt.Errorf("unknown deliveries command %q (list, show, redeliver, cancel, purge)", sub)}
 	}
 	fs := flag.NewFlagSet("deliveries "+sub, flag.ContinueOnError)
 	redisURL := fs.String("redis-url", "", "Redis `URI` (default $REDIS_URL; visible in ps: prefer the environment or REDIS_URL_FILE)")

@@ -22,6 +22,8 @@ Commands:
   deliveries cancel ID | --host H [--since T] [--until T] [--dry-run]
                       stop pending, scheduled or retrying deliveries (they end failed, "cancelled")
   queue stats         counts per state, oldest pending age, top destinations by backlog
+  deliveries purge --state failed --before RFC3339 [--dry-run]
+                      delete failed deliveries that failed before the time; frees their ids
   enqueue --file F    send a JSON-lines file of deliveries to the API in batches
   healthcheck URL     GET URL, exit 0 on 200 (container health checks)
   signing-keygen      print a new v1a signing key, to append to SIGNING_KEY_FILE

@@ -100,6 +100,13 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		MinReplicas: cfg.MinReplicas,
 	}
 
+	policy := &redisPolicy{store: st, log: log, m: m, allow: cfg.AllowEvicting}
+	if cfg.RedisURL != "" { // the embedded development Redis is exempt
+		if err := policy.start(ctx); err != nil {
+			return err
+		}
+		svc.Unsafe = policy.Err
+	}
 	// Every port is bound before anything starts or logs "started": a clash
 	// fails here and names the setting to change.
 	var apiLn, metricsLn, pprofLn net.Listener
@@ -142,6 +149,9 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 
 	// Redis liveness for the gauge and the log, every few seconds.
 	start("redis ping", func() error { pingLoop(ctx, rdb, m, log.With("redis_addr", redisAddr(redisOpt))); return nil })
+	if cfg.RedisURL != "" {
+		start("redis policy", func() error { policy.run(ctx, cfg.reconcileInterval()); return nil })
+	}
 
 	if runAPI {
 		// Queue gauges are read in exactly one process type: the API.
@@ -184,6 +194,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 			Metrics:   m,
 			Signer:    signing.signer(),
 		}
+		rec := newReconciler(cfg, st, inspector, svc, log, m)
 		mux := asynq.NewServeMux()
 		mux.Handle(dispatcher.TypeDeliver, handler)
 		// One asynq server (one fetch loop) per group of at most 8 shards,
@@ -198,7 +209,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 				PollInterval:    cfg.PollInterval,
 				ForwardInterval: cfg.ForwardInterval,
 				ShutdownTimeout: cfg.ShutdownTimeout,
-				Logger:          asynqLogger{log},
+				Logger:          asynqLogger{log: log, moveFailed: rec.Nudge},
 				LogLevel:        asynq.WarnLevel,
 			}))
 			if err := srv.Start(mux); err != nil {
@@ -213,6 +224,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		if !runAPI {
 			readyTags = queue.TagsOf(queues)
 		}
+		start("reconcile", func() error { rec.Run(ctx); return nil })
 		log.Info("worker started", "concurrency", cfg.Concurrency, "host_concurrency", cfg.HostConcurrency,
 			"host_concurrency_scope", cfg.HostScope, "delivery_timeout", cfg.DeliveryTimeout.String(),
 			"queue_shards", queue.Shards(), "servers", len(servers), "queues", len(queues))
@@ -222,7 +234,12 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(reg))
 		mux.HandleFunc("/healthz", api.Healthz)
-		mux.Handle("/readyz", api.Readyz(func(ctx context.Context) error { return st.Ready(ctx, readyTags) }))
+		mux.Handle("/readyz", api.Readyz(func(ctx context.Context) error {
+			if err := policy.Err(); err != nil {
+				return err
+			}
+			return st.Ready(ctx, readyTags)
+		}))
 		log.Info("metrics listening", "addr", metricsLn.Addr().String())
 		start("metrics", func() error { return serveHTTP(ctx, newHTTPServer(mux, log), metricsLn) })
 	}

@@ -57,6 +57,9 @@ type Service interface {
 	RedeliverFailedSince(ctx context.Context, since time.Time) (int, error)
 	// Ping checks that the queue's Redis answers.
 	Ping(ctx context.Context) error
+	// Delete forgets a failed or delivered delivery and frees its id; errors
+	// wrap dispatcher.ErrInProgress, ErrNotFound or ErrUnavailable.
+	Delete(ctx context.Context, id string) error
 }
 
 // API serves the enqueue and operator API. Service and Token are required;
@@ -102,7 +105,7 @@ func (a *API) Handler() http.Handler {
 	v1("/v1/deliveries", methods{http.MethodPost: a.createDelivery, http.MethodGet: a.listDeliveries})
 	v1("/v1/deliveries/batch", methods{http.MethodPost: a.createBatch})
 	v1("/v1/deliveries/redeliver", methods{http.MethodPost: a.redeliverBulk})
-	v1("/v1/deliveries/{id}", methods{http.MethodGet: a.getDelivery})
+	v1("/v1/deliveries/{id}", methods{http.MethodGet: a.getDelivery, http.MethodDelete: a.deleteDelivery})
 	v1("/v1/deliveries/{id}/redeliver", methods{http.MethodPost: a.redeliverOne})
 	v1("/v1/deliveries/{id}/cancel", methods{http.MethodPost: a.cancelOne})
 	v1("/v1/queue", methods{http.MethodGet: a.queueStats})
@@ -491,6 +494,18 @@ func (a *API) redeliverOne(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log().Info("redelivery queued", "delivery_id", id)
 	writeJSON(w, http.StatusAccepted, acceptedResponse{ID: id, State: dispatcher.StatePending})
+}
+
+// deleteDelivery forgets a failed or delivered delivery (409 while it is
+// pending or retrying) and answers {"id","deleted":1}.
+func (a *API) deleteDelivery(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.Service.Delete(r.Context(), id); err != nil {
+		a.writeServiceError(w, err)
+		return
+	}
+	a.log().Info("delivery deleted", "delivery_id", id)
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": 1})
 }
 
 func (a *API) checkWebhook(w http.ResponseWriter, r *http.Request) {

@@ -93,6 +93,15 @@ func (f *fakeService) RedeliverFailedSince(_ context.Context, since time.Time) (
 	return 3, nil
 }
 
+func (f *fakeService) Delete(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.stored[id]; !ok {
+		return fmt.Errorf("delete %s: %w", id, dispatcher.ErrNotFound)
+	}
+	return fmt.Errorf("delete %s: %w", id, dispatcher.ErrInProgress) // the fake's deliveries are all pending
+}
+
 func (f *fakeService) Ping(context.Context) error { return f.pingErr }
 
 func (f *fakeService) storedIDs() []string {
@@ -310,6 +319,9 @@ func TestAPIRefusesBadInput(t *testing.T) {
 		{"unknown id", rawRequest{method: http.MethodGet, path: "/v1/deliveries/abuse-never", token: tok}, 404, "not_found"},
 		{"id with CRLF in path", rawRequest{method: http.MethodGet, path: "/v1/deliveries/a%0D%0AX-Injected:%201", token: tok}, 404, "not_found"},
 		{"PUT", with(post(valid), func(r *rawRequest) { r.method = http.MethodPut }), 405, "method_not_allowed"},
+		// DELETE /v1/deliveries/{id} is a route (failed or delivered deliveries); not on the collection.
+		{"DELETE", rawRequest{method: http.MethodDelete, path: "/v1/deliveries", token: tok}, 405, "method_not_allowed"},
+		{"DELETE unknown id", rawRequest{method: http.MethodDelete, path: "/v1/deliveries/abuse-never", token: tok}, 404, "not_found"},
 		{"PATCH", with(post(valid), func(r *rawRequest) { r.method = http.MethodPatch }), 405, "method_not_allowed"},
 		{"GET batch", rawRequest{method: http.MethodGet, path: "/v1/deliveries/batch", token: tok}, 405, "method_not_allowed"},
 		{"POST healthz", rawRequest{method: http.MethodPost, path: "/healthz", ctype: js, body: valid}, 405, "method_not_allowed"},

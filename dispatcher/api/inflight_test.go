@@ -33,6 +33,8 @@ func (s *gateService) Enqueue(ctx context.Context, _ dispatcher.Delivery) error 
 	}
 }
 
+func (s *gateService) Delete(context.Context, string) error { return nil }
+
 func (s *gateService) Status(context.Context, string) (dispatcher.Status, error) {
 	return dispatcher.Status{}, dispatcher.ErrNotFound
 }

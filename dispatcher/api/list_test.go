@@ -30,7 +30,8 @@ func (f *baseFake) Redeliver(context.Context, string) error { return nil }
 func (f *baseFake) RedeliverFailedSince(context.Context, time.Time) (int, error) {
 	return 3, nil
 }
-func (f *baseFake) Ping(context.Context) error { return nil }
+func (f *baseFake) Delete(context.Context, string) error { return nil }
+func (f *baseFake) Ping(context.Context) error           { return nil }
 
 // opsFake also implements Operations and records what it was asked.
 type opsFake struct {

@@ -45,6 +45,9 @@ type Service struct {
 	// replicated). 0 reports success as soon as the primary holds the task:
 	// replication is asynchronous, so a failover right after can lose it.
 	MinReplicas int
+	// Unsafe, when set, is asked by Ping: a non-nil answer (Redis may evict
+	// accepted deliveries) makes the service not ready.
+	Unsafe func() error
 }
 
 // ReplicaWaitTimeout is the longest Enqueue waits for replicas (MinReplicas).
@@ -61,7 +64,22 @@ func (s *Service) schedule() schedule.Schedule {
 // returns nil only once Redis holds the task,
 // dispatcher.ErrDuplicate when a delivery with the same id exists (queued, retrying,
 // delivered within the retention, or failed), and dispatcher.ErrUnavailable otherwise.
+// A failed delivery's id stays reserved while its failed record exists
+// (store.Reserved), whether or not asynq's archive still holds the task.
 func (s *Service) Enqueue(ctx context.Context, d dispatcher.Delivery) error {
+	reserved, err := s.Store.Reserved(ctx, d.ID)
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
+	}
+	if reserved {
+		return fmt.Errorf("enqueue %s: %w", d.ID, dispatcher.ErrDuplicate)
+	}
+	return s.enqueue(ctx, d)
+}
+
+// enqueue stores d without looking at the store's reservations (Redeliver
+// queues a delivery whose failed record it clears afterwards).
+func (s *Service) enqueue(ctx context.Context, d dispatcher.Delivery) error {
 	if d.EnqueuedAt.IsZero() {
 		d.EnqueuedAt = time.Now().UTC()
 	}
@@ -262,7 +280,7 @@ func (s *Service) Redeliver(ctx context.Context, id string) error {
 		d = rec.Delivery
 	}
 	d.EnqueuedAt = time.Now().UTC()
-	if err := s.Enqueue(ctx, d); err != nil {
+	if err := s.enqueue(ctx, d); err != nil {
 		return err
 	}
 	if err := s.Store.ClearFailed(ctx, id); err != nil {
@@ -293,10 +311,17 @@ func (s *Service) RedeliverFailedSince(ctx context.Context, since time.Time) (in
 	return n, nil
 }
 
-// Ping checks that Redis takes writes in every shard's slot (store.Ready):
-// what an enqueue needs, where a PING alone answers on a read-only or
-// half-failed Redis.
-func (s *Service) Ping(ctx context.Context) error { return s.Store.Ready(ctx, nil) }
+// Ping checks that Unsafe (when set) has no objection and that Redis takes
+// writes in every shard's slot (store.Ready): what an enqueue needs, where a
+// PING alone answers on a read-only or half-failed Redis.
+func (s *Service) Ping(ctx context.Context) error {
+	if s.Unsafe != nil {
+		if err := s.Unsafe(); err != nil {
+			return err
+		}
+	}
+	return s.Store.Ready(ctx, nil)
+}
 
 func isNotFound(err error) bool {
 	return errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound)

@@ -12,6 +12,12 @@ package store
 //	webhook:readyz                short-lived key Ready writes
 //	webhook:cap:{<dest>}          sorted set of the fleet-wide cap's slot holders of
 //	                              destination dest (scheme://host:port), scored by lease expiry
+//	webhook:reconcile-lock        short lock: one reconciler pass at a time across the fleet
+//	webhook:reconcile-nudge       flag: the next pass also walks all task hashes (asynq reported a failed move)
+//
+// The reconciler also repairs asynq's own keys of one queue (see asynqKeys);
+// they are named here after asynq v0.26's internal/base, and all carry the
+// queue's hash tag, so a script over one queue's keys is cluster-safe.
 //
 // With tagged shards (Redis Cluster, or QUEUE_SHARDS > 1) every key carries
 // the hash tag of the delivery's queue after the prefix, so it lives in the
@@ -44,3 +50,24 @@ func (k keyspace) cap(dest string) string         { return k.prefix + "cap:{" + 
 // per-destination cap (limiter.Fleet): one key per destination, in a slot of
 // its own choosing (the destination is the hash tag).
 func CapKey(dest string) string { return defaultKeyspace.cap(dest) }
+
+func (k keyspace) reconcileLock() string { return k.prefix + "reconcile-lock" }
+
+// asynqKeys are asynq v0.26's keys of one queue (internal/base), all with
+// the hash tag {queue}.
+type asynqKeys struct{ queue string }
+
+func (a asynqKeys) prefix() string     { return "asynq:{" + a.queue + "}:" }
+func (a asynqKeys) active() string     { return a.prefix() + "active" }
+func (a asynqKeys) lease() string      { return a.prefix() + "lease" }
+func (a asynqKeys) pending() string    { return a.prefix() + "pending" }
+func (a asynqKeys) scheduled() string  { return a.prefix() + "scheduled" }
+func (a asynqKeys) retry() string      { return a.prefix() + "retry" }
+func (a asynqKeys) archived() string   { return a.prefix() + "archived" }
+func (a asynqKeys) completed() string  { return a.prefix() + "completed" }
+func (a asynqKeys) taskPrefix() string { return a.prefix() + "t:" }
+func (a asynqKeys) task(id string) string {
+	return a.taskPrefix() + id
+}
+
+func (k keyspace) reconcileNudge() string { return k.prefix + "reconcile-nudge" }

@@ -5,8 +5,9 @@
 // keys.go, so a change of key scheme (hash tags for Redis Cluster) is one
 // edit there.
 //
-// It may not touch asynq's keys (the queue package goes through asynq's
-// Client and Inspector for those) and knows nothing of HTTP.
+// It touches asynq's keys only in repair.go, for the reconciler's atomic
+// repairs of what asynq leaves behind (asynq has no API for them); the queue
+// package goes through asynq's Client and Inspector. It knows nothing of HTTP.
 package store
 
 import (
@@ -160,14 +161,20 @@ func (s *Store) LastAttempt(ctx context.Context, id string) (a dispatcher.Attemp
 	return a, true, nil
 }
 
-// Attempts returns id's whole log, oldest first.
+// Attempts returns id's whole log, oldest first. An entry written twice (a
+// write retried after Redis took it but its answer was lost: every entry
+// carries its start time to the nanosecond, so copies are byte-identical and
+// adjacent) is returned once.
 func (s *Store) Attempts(ctx context.Context, id string) ([]dispatcher.Attempt, error) {
 	raws, err := s.rdb.LRange(ctx, s.keys.attempts(s.tag(id), id), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read attempts of %s: %w", id, err)
 	}
 	out := make([]dispatcher.Attempt, 0, len(raws))
-	for _, raw := range raws {
+	for i, raw := range raws {
+		if i > 0 && raw == raws[i-1] {
+			continue
+		}
 		var a dispatcher.Attempt
 		if err := json.Unmarshal([]byte(raw), &a); err != nil {
 			return nil, fmt.Errorf("decode attempt of %s: %w", id, err)

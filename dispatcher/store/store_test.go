@@ -119,3 +119,25 @@ func TestAttemptLogBounded(t *testing.T) {
 		t.Errorf("LastAttempt = %+v %v %v", last, ok, err)
 	}
 }
+
+// TestAttemptWrittenTwiceCountsOnce: a retried write that Redis had taken
+// leaves two identical adjacent entries; the log shows one.
+func TestAttemptWrittenTwiceCountsOnce(t *testing.T) {
+	s := newTestStore(t)
+	ctx := context.Background()
+	a := dispatcher.Attempt{Attempt: 1, StartedAt: time.Unix(1, 5), Outcome: dispatcher.OutcomeDelivered}
+	for range 2 {
+		if err := s.AppendAttempt(ctx, "twice", a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := a
+	b.Attempt = 2
+	if err := s.AppendAttempt(ctx, "twice", b); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.Attempts(ctx, "twice")
+	if err != nil || len(all) != 2 || all[0].Attempt != 1 || all[1].Attempt != 2 {
+		t.Errorf("Attempts = %+v, %v; want attempts 1 and 2 once each", all, err)
+	}
+}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/limiter"
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher/reconcile"
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher/store"
 	"github.com/artificialstudio/webhook-dispatcher/payload"
 	"github.com/artificialstudio/webhook-dispatcher/payload/signature"
@@ -98,7 +99,19 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	final := retried >= maxRetry
 
-	if err := h.waitForNominalTime(ctx, d.ID, retried); err != nil {
+	last, found := h.lastAttempt(ctx, d.ID)
+	if found && last.InCycle(d) && last.Outcome == dispatcher.OutcomeDelivered {
+		// asynq runs a task again whose attempt already ended (a completion
+		// write that failed, a lease that expired under a stalled worker, a
+		// task the reconciler handed back): the receiver has its 200, so this
+		// run completes the task without a POST and without an attempt.
+		h.log().InfoContext(ctx, "already delivered in this cycle; completing without a POST", keyDeliveryID, d.ID, keyAttempt, last.Attempt)
+		if r, ok := h.Metrics.(interface{ Reconciled(kind string) }); ok {
+			r.Reconciled(reconcile.KindRerunSkipped)
+		}
+		return nil
+	}
+	if err := h.waitForNominalTime(ctx, last, found, retried); err != nil {
 		return err
 	}
 
@@ -125,6 +138,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return ctx.Err()
 	}
 	a.Attempt = retried + 1
+	a.Cycle = d.EnqueuedAt
 	h.record(ctx, d, a, hostname)
 
 	if err == nil {
@@ -171,19 +185,27 @@ func (h *Handler) schedule() schedule.Schedule {
 	return h.Schedule
 }
 
-// waitForNominalTime holds back a retry that asynq handed over early: its due
-// time is stored in whole seconds, so without this a 5 s retry starts after
-// 4–5 s. The nominal time is the end of the last failed attempt plus the step.
-func (h *Handler) waitForNominalTime(ctx context.Context, id string, retried int) error {
-	if retried == 0 || h.Store == nil {
-		return nil
+// lastAttempt reads the newest entry of id's attempt log; found is false
+// without a store, with an empty log, or when Redis cannot be read (logged:
+// the attempt then goes ahead, at worst a duplicate POST).
+func (h *Handler) lastAttempt(ctx context.Context, id string) (dispatcher.Attempt, bool) {
+	if h.Store == nil {
+		return dispatcher.Attempt{}, false
 	}
 	last, found, err := h.Store.LastAttempt(ctx, id)
 	if err != nil {
-		h.log().WarnContext(ctx, "cannot read attempt log; not holding back retry", keyDeliveryID, id, "error", err)
-		return nil
+		h.log().WarnContext(ctx, "cannot read attempt log; attempting without checking it", keyDeliveryID, id, "error", err)
+		return dispatcher.Attempt{}, false
 	}
-	if !found || last.Outcome == dispatcher.OutcomeDelivered {
+	return last, found
+}
+
+// waitForNominalTime holds back a retry that asynq handed over early: its due
+// time is stored in whole seconds, so without this a 5 s retry starts after
+// 4–5 s. The nominal time is the end of the last failed attempt (last, the
+// newest log entry) plus the step.
+func (h *Handler) waitForNominalTime(ctx context.Context, last dispatcher.Attempt, found bool, retried int) error {
+	if retried == 0 || !found || last.Outcome == dispatcher.OutcomeDelivered {
 		return nil
 	}
 	nominal, ok := h.schedule().Next(last.EndedAt, retried)
@@ -280,12 +302,7 @@ func readSnippet(body io.Reader) string {
 // secret), counts it and writes it to the attempt log.
 func (h *Handler) record(ctx context.Context, d dispatcher.Delivery, a dispatcher.Attempt, hostname string) {
 	if h.Store != nil {
-		// The log write must not be lost to the attempt's own deadline.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		if err := h.Store.AppendAttempt(wctx, d.ID, a); err != nil {
-			h.log().WarnContext(ctx, "cannot write attempt log", keyDeliveryID, d.ID, "error", err)
-		}
-		cancel()
+		h.appendAttempt(ctx, d.ID, a)
 	}
 	if h.Metrics != nil {
 		h.Metrics.ObserveAttempt(a.Outcome, a.Status, a.Attempt, a.EndedAt.Sub(a.StartedAt))
@@ -302,6 +319,37 @@ func (h *Handler) record(ctx context.Context, d dispatcher.Delivery, a dispatche
 		keyDuration, a.DurationMs,
 		keyHost, hostname,
 	)
+}
+
+// attemptLogWait bounds how long a handler keeps trying to write an
+// attempt's log entry while Redis refuses or drops writes (a stall, a
+// paused replica under min-replicas-to-write, a restart). The entry of a
+// delivered attempt is what keeps a rerun of the task from POSTing again,
+// so it is worth holding the worker slot for: asynq's lease (30 s) is not
+// at risk.
+const attemptLogWait = 10 * time.Second
+
+// appendAttempt writes a to id's log, trying again every 200 ms for up to
+// attemptLogWait; the attempt's own deadline or a shutdown does not cut it.
+func (h *Handler) appendAttempt(ctx context.Context, id string, a dispatcher.Attempt) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptLogWait)
+	defer cancel()
+	for {
+		actx, cancelTry := context.WithTimeout(wctx, 2*time.Second)
+		err := h.Store.AppendAttempt(actx, id, a)
+		cancelTry()
+		if err == nil {
+			return
+		}
+		if wctx.Err() != nil || errors.Is(err, store.ErrStoreClosed) {
+			h.log().WarnContext(ctx, "cannot write attempt log", keyDeliveryID, id, "error", err)
+			return
+		}
+		select {
+		case <-wctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (h *Handler) markFailed(ctx context.Context, d dispatcher.Delivery, a dispatcher.Attempt) {
