@@ -11,7 +11,7 @@ import (
 )
 
 // TestCIRunStopsOnlyWhatItInstalled runs .ci/run with fake apt-get,
-// service, go, gofmt and git on PATH: with everything already installed it
+// service, go, gofmt, git, node and npm on PATH: with everything already installed it
 // stops no service (a developer's own Redis keeps running); with promtool
 // missing it installs prometheus and stops that service only.
 func TestCIRunStopsOnlyWhatItInstalled(t *testing.T) {
@@ -45,7 +45,7 @@ func TestCIRunStopsOnlyWhatItInstalled(t *testing.T) {
 			}
 			fake("service", `echo "$*" >> `+log+`.service`)
 			fake("apt-get", `echo "$*" >> `+log+`.apt`)
-			for _, p := range []string{"go", "gofmt", "git"} {
+			for _, p := range []string{"go", "gofmt", "git", "node", "npm"} {
 				fake(p, "exit 0")
 			}
 			dirname, err := exec.LookPath("dirname")

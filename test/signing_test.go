@@ -276,7 +276,9 @@ func redisDump(t *testing.T, addr string) map[string]string {
 // got (only the HMAC of it).
 func TestSigningSecretNeverLeaks(t *testing.T) {
 	keyFile, _ := signingKeyFile(t, 1)
-	redis, rc, d := startStack(t, testenv.Status(http.StatusInternalServerError), faultRetries, "SIGNING_KEY_FILE="+keyFile)
+	const monitoringPassword = "monitoring-pw-3f9c"
+	redis, rc, d := startStack(t, testenv.Status(http.StatusInternalServerError), faultRetries, "SIGNING_KEY_FILE="+keyFile,
+		"MONITORING_PASSWORD="+monitoringPassword)
 	secret := newSecret(t)
 	mark := strings.TrimPrefix(secret.Reveal(), signature.PrefixSecret)[:20] // recognisable, whatever the encoding around it
 
@@ -313,7 +315,7 @@ func TestSigningSecretNeverLeaks(t *testing.T) {
 	get := func(path string) string {
 		req, _ := http.NewRequest(http.MethodGet, d.APIURL+path, nil)
 		if strings.HasPrefix(path, "/monitoring/") {
-			req.SetBasicAuth("ops", testenv.Token)
+			req.SetBasicAuth("ops", monitoringPassword)
 		} else {
 			req.Header.Set("Authorization", "Bearer "+testenv.Token)
 		}
