@@ -142,7 +142,7 @@ func logTopology(ctx context.Context, log *slog.Logger, rdb redis.UniversalClien
 		return err
 	}
 	if err != nil {
-		log.Warn("redis topology not checked: redis unreachable at start", "topology", t.kind, "error", err)
+		log.Warn("redis topology not checked (unreachable, or INFO refused)", "topology", t.kind, "error", err)
 		return nil
 	}
 	if t.kind == "cluster" {

@@ -67,6 +67,11 @@ func (s *Service) schedule() schedule.Schedule {
 // A failed delivery's id stays reserved while its failed record exists
 // (store.Reserved), whether or not asynq's archive still holds the task.
 func (s *Service) Enqueue(ctx context.Context, d dispatcher.Delivery) error {
+	// One deadline for the reservation check and the enqueue: a stalled
+	// Redis gets the caller a 503 within EnqueueTimeout, not go-redis's own
+	// read timeouts and retries.
+	ctx, cancel := context.WithTimeout(ctx, s.enqueueTimeout())
+	defer cancel()
 	reserved, err := s.Store.Reserved(ctx, d.ID)
 	if err != nil {
 		return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
@@ -87,11 +92,7 @@ func (s *Service) enqueue(ctx context.Context, d dispatcher.Delivery) error {
 	if err != nil {
 		return err
 	}
-	timeout := s.EnqueueTimeout
-	if timeout <= 0 {
-		timeout = 3 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.enqueueTimeout())
 	defer cancel()
 	if !d.Secret.IsZero() {
 		// Before the task, so no worker finds a signed task without its
@@ -118,6 +119,14 @@ func (s *Service) enqueue(ctx context.Context, d dispatcher.Delivery) error {
 	default:
 		return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
 	}
+}
+
+// enqueueTimeout is EnqueueTimeout, 3 s when zero.
+func (s *Service) enqueueTimeout() time.Duration {
+	if s.EnqueueTimeout <= 0 {
+		return 3 * time.Second
+	}
+	return s.EnqueueTimeout
 }
 
 // waitReplicas returns nil once MinReplicas replicas of the primary holding
