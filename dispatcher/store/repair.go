@@ -249,15 +249,23 @@ func (s *Store) WithoutFailedRecord(ctx context.Context, ids []string) ([]string
 }
 
 // Reserved reports whether id is taken by a delivery the store knows of
-// outside asynq: today a failed record (kept until purged or
-// FAILED_RETENTION). Enqueue refuses a reserved id (409) even after asynq
-// has trimmed the task from its archive.
+// outside asynq: a failed record (kept until purged or FAILED_RETENTION) or
+// a delivered marker within DEDUPE_WINDOW (see MarkDelivered). Enqueue
+// refuses a reserved id (409) even after asynq has trimmed the task from its
+// archive or dropped the completed task (RETENTION).
 func (s *Store) Reserved(ctx context.Context, id string) (bool, error) {
 	n, err := s.rdb.Exists(ctx, s.keys.failed(s.tag(id), id)).Result()
 	if err != nil {
 		return false, fmt.Errorf("check reservation of %s: %w", id, err)
 	}
-	return n > 0, nil
+	if n > 0 {
+		return true, nil
+	}
+	_, ok, err := s.Delivered(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("check reservation of %s: %w", id, err)
+	}
+	return ok, nil
 }
 
 // FailedBefore returns the ids of deliveries that failed before t, oldest
