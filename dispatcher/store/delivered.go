@@ -86,7 +86,7 @@ func (s *Store) MarkDelivered(ctx context.Context, id string, at time.Time) erro
 	tag := s.tag(id) // one slot: the transaction is allowed on a cluster
 	d := dayOf(at)
 	key := s.keys.delivered(tag, d, s.bucket(id))
-	expireAt := time.UnixMilli((d+1)*day.Milliseconds()).Add(s.window())
+	expireAt := time.UnixMilli((d + 1) * day.Milliseconds()).Add(s.window())
 	logTTL := s.deliveredLogTTL
 	if logTTL <= 0 {
 		logTTL = DefaultDeliveredLogTTL
