@@ -37,4 +37,14 @@ func TestDeliveredFromMarker(t *testing.T) {
 	if err := svc.Enqueue(ctx, testDelivery("q-other")); err != nil {
 		t.Errorf("Enqueue of another id = %v", err)
 	}
+	// DELETE forgets the marker too: the id is free again.
+	if err := svc.Delete(ctx, id); err != nil {
+		t.Fatalf("Delete of a delivered id after RETENTION = %v", err)
+	}
+	if _, err := svc.Status(ctx, id); !errors.Is(err, dispatcher.ErrNotFound) {
+		t.Errorf("Status after Delete = %v, want ErrNotFound", err)
+	}
+	if err := svc.Enqueue(ctx, testDelivery(id)); err != nil {
+		t.Errorf("Enqueue after Delete = %v, want nil", err)
+	}
 }

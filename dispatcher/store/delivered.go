@@ -132,6 +132,16 @@ func (s *Store) deliveredLookup(ctx context.Context, id string) ([]*redis.String
 	return cmds, nil
 }
 
+// forgetDelivered queues on p the removal of id's markers of every day of
+// the window (see Forget).
+func (s *Store) forgetDelivered(ctx context.Context, p redis.Pipeliner, id string) {
+	tag, b := s.tag(id), s.bucket(id)
+	today := dayOf(time.Now())
+	for d := today; d >= today-int64(s.window()/day)-1; d-- {
+		p.HDel(ctx, s.keys.delivered(tag, d, b), id)
+	}
+}
+
 // newestMarker returns the newest marker time among cmds not before since.
 func newestMarker(cmds []*redis.StringCmd, since time.Time) (at time.Time, ok bool, err error) {
 	for _, c := range cmds {

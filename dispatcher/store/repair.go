@@ -293,7 +293,7 @@ func (s *Store) FailedBefore(ctx context.Context, t time.Time, limit int64) ([]s
 }
 
 // Forget deletes everything the store holds of id: its failed record, its
-// index entry, its attempt log and its signing secret. The caller removes asynq's task first, so
+// index entry, its attempt log, its signing secret and its delivered markers. The caller removes asynq's task first, so
 // a crash in between leaves a failed record (listed, redeliverable), never a
 // task without one.
 func (s *Store) Forget(ctx context.Context, id string) error {
@@ -301,6 +301,7 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 		tag := s.tag(id) // one slot: the transaction is allowed on a cluster
 		p.Del(ctx, s.keys.failed(tag, id), s.keys.attempts(tag, id), s.keys.secret(tag, id))
 		p.ZRem(ctx, s.keys.failedIndex(tag), id)
+		s.forgetDelivered(ctx, p, id)
 		return nil
 	})
 	if err != nil {
