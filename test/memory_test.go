@@ -24,6 +24,21 @@ func usedMemory(t *testing.T, r *testenv.Redis) int64 {
 	return n
 }
 
+// clientMemory returns Redis' mem_clients_normal in bytes: the buffers of
+// ordinary client connections.
+func clientMemory(t *testing.T, r *testenv.Redis) int64 {
+	t.Helper()
+	info, err := r.Info("memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(info["mem_clients_normal"], 10, 64)
+	if err != nil {
+		t.Fatalf("mem_clients_normal %q", info["mem_clients_normal"])
+	}
+	return n
+}
+
 // TestMemoryPerDelivery measures Redis memory per delivery (a ~300-byte
 // generation body): pending ≤ 1 KB, and retrying — the task in asynq's retry
 // set plus one attempt-log entry — ≤ 2 KB (issue 16's budget for 1 billion
@@ -38,17 +53,7 @@ func TestMemoryPerDelivery(t *testing.T) {
 		"RETRY_SCHEDULE=1h,1h,1h,1h,1h,1h,1h,1h,1h"}
 	api := testenv.StartDispatcher(t, "api", env...)
 	const n = 10000
-	enqueue := func(prefix string) {
-		for b := 0; b < n; b += 500 {
-			var items []any
-			for i := b; i < b+500; i++ {
-				items = append(items, testenv.Delivery(rc.URL, fmt.Sprintf("%s-%d", prefix, i)))
-			}
-			if status, results := postBatch(t, api, items); status != http.StatusOK || results[len(results)-1].Status != http.StatusAccepted {
-				t.Fatalf("batch: %d", status)
-			}
-		}
-	}
+	enqueue := func(prefix string) { enqueueMany(t, api, rc.URL, prefix, n) }
 	before := usedMemory(t, redis)
 	enqueue("mem-pending")
 	pending := float64(usedMemory(t, redis)-before) / n
@@ -76,5 +81,156 @@ func TestMemoryPerDelivery(t *testing.T) {
 	t.Logf("retrying (task + one attempt-log entry): %.0f bytes per delivery", retrying)
 	if retrying > 2048 {
 		t.Errorf("retrying: %.0f bytes per delivery, want ≤ 2 KB", retrying)
+	}
+}
+
+// enqueueMany enqueues n deliveries with ids prefix-0 … prefix-(n-1) to
+// webhook in batches of 500, failing t unless every one is accepted.
+func enqueueMany(t *testing.T, api *testenv.Dispatcher, webhook, prefix string, n int) {
+	t.Helper()
+	for b := 0; b < n; b += 500 {
+		var items []any
+		for i := b; i < min(b+500, n); i++ {
+			items = append(items, testenv.Delivery(webhook, fmt.Sprintf("%s-%d", prefix, i)))
+		}
+		if status, results := postBatch(t, api, items); status != http.StatusOK || results[len(results)-1].Status != http.StatusAccepted {
+			t.Fatalf("batch: %d", status)
+		}
+	}
+}
+
+// TestMemoryPerDeliveredID measures what a delivered delivery costs in Redis
+// at each stage of its life (10,000 deliveries, ~300-byte bodies, ids of 24
+// characters like the provider's generation ids): within RETENTION (asynq's
+// completed task, the attempt log, the marker), after RETENTION (asynq's
+// janitor has deleted the completed task; the log is still kept), and after
+// ATTEMPT_LOG_RETENTION, when only the delivered marker is left: ≤ 64 B per
+// id (issue 16's budget for a DEDUPE_WINDOW of 1 billion webhooks a day).
+func TestMemoryPerDeliveredID(t *testing.T) {
+	if testing.Short() {
+		t.Skip("delivers thousands of webhooks")
+	}
+	redis := testenv.StartRedis(t, testenv.RedisOptions{})
+	rc := testenv.NewReceiver(t, testenv.Status(http.StatusOK))
+	env := []string{"REDIS_URL=" + redis.URL(), "WEBHOOK_CA_FILE=" + rc.CAFile, "ATTEMPT_LOG_RETENTION=2s"}
+	api := testenv.StartDispatcher(t, "api", env...)
+	testenv.StartDispatcher(t, "worker", env...)
+	const n = 10000
+	ids := make([]string, n)
+	var items []any
+	before, clientsBefore := usedMemory(t, redis), clientMemory(t, redis)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("507f1f77bcf86cd7%08x", i*7919)
+		items = append(items, testenv.Delivery(rc.URL, ids[i]))
+		if len(items) == 500 {
+			if status, results := postBatch(t, api, items); status != http.StatusOK || results[len(results)-1].Status != http.StatusAccepted {
+				t.Fatalf("batch: %d", status)
+			}
+			items = nil
+		}
+	}
+	rc.WaitCount(t, n, 120*time.Second)
+	waitCard := func(key string, want int64) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			got, err := redis.Do("ZCARD", key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s holds %v, want %d after 60 s", key, got, want)
+			}
+		}
+	}
+	waitCard(asynqKey("completed"), n)
+	// Per id: the growth of used_memory less that of the connection buffers
+	// (mem_clients_normal: the dispatcher's pooled connections' query and
+	// reply buffers, ~1.5 MB after the burst here), which scale with
+	// connections, not with what Redis stores.
+	perID := func() float64 {
+		used, clients := usedMemory(t, redis), clientMemory(t, redis)
+		t.Logf("used_memory grew %d B, of which connection buffers %d B", used-before, clients-clientsBefore)
+		return float64((used-before)-(clients-clientsBefore)) / n
+	}
+	within := perID()
+	t.Logf("delivered, within RETENTION (completed task, attempt log, marker): %.0f bytes per delivery", within)
+
+	// RETENTION passes: delete the completed tasks as asynq's janitor does
+	// (the task hash, then its entry in the completed set).
+	for b := 0; b < n; b += 500 {
+		args := []string{"DEL"}
+		for _, id := range ids[b : b+500] {
+			args = append(args, asynqKey("t:"+id))
+		}
+		if _, err := redis.Do(args...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := redis.Do(append([]string{"ZREM", asynqKey("completed")}, ids[b:b+500]...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCard(asynqKey("completed"), 0)
+	afterRetention := perID()
+	t.Logf("delivered, after RETENTION (attempt log, marker): %.0f bytes per delivery", afterRetention)
+
+	// ATTEMPT_LOG_RETENTION (2 s here) passes: the logs expire. Redis frees
+	// an expired key when its sampling finds it or when it is touched, so
+	// once every log reads as gone, an EXISTS of each frees the rest.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		keys, err := redis.Do("KEYS", "webhook:attempts:*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l, _ := keys.([]any); len(l) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("attempt logs of delivered deliveries still there 60 s after ATTEMPT_LOG_RETENTION")
+		}
+	}
+	for b := 0; b < n; b += 500 {
+		args := []string{"EXISTS"}
+		for _, id := range ids[b : b+500] {
+			args = append(args, "webhook:attempts:"+id)
+		}
+		if got, err := redis.Do(args...); err != nil || got != int64(0) {
+			t.Fatalf("EXISTS of expired attempt logs: %v %v", got, err)
+		}
+	}
+	residual := perID()
+	t.Logf("delivered, after ATTEMPT_LOG_RETENTION: used_memory %.0f bytes per id above the start (markers plus Redis' fixed overheads)", residual)
+	// The markers are what is left, and they still reserve every id.
+	for _, i := range []int{0, n / 2, n - 1} {
+		if resp := api.Call(t, http.MethodPost, "/v1/deliveries", testenv.Delivery(rc.URL, ids[i])); resp.Status != http.StatusConflict {
+			t.Errorf("resend of %s after retention: %d, want 409", ids[i], resp.Status)
+		}
+	}
+
+	// Nothing per id is left but the markers: a handful of asynq's own keys
+	// and one hash per bucket (DELIVERED_MARKER_BUCKETS, 1024).
+	markers, err := redis.Do("KEYS", "webhook:delivered:*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := markers.([]any)
+	if size, err := redis.Do("DBSIZE"); err != nil || size.(int64) > int64(len(keys))+20 {
+		t.Errorf("DBSIZE %v with %d marker hashes: more than markers left per id", size, len(keys))
+	}
+	// What the markers cost is what deleting them frees.
+	full := usedMemory(t, redis)
+	args := []string{"DEL"}
+	for _, k := range keys {
+		args = append(args, k.(string))
+	}
+	if _, err := redis.Do(args...); err != nil {
+		t.Fatal(err)
+	}
+	marker := float64(full-usedMemory(t, redis)) / n
+	t.Logf("delivered, after ATTEMPT_LOG_RETENTION (marker only): %.0f bytes per id in %d hashes", marker, len(keys))
+	if marker > 64 {
+		t.Errorf("delivered id after retention: %.0f bytes, want ≤ 64", marker)
 	}
 }

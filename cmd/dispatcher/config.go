@@ -46,7 +46,10 @@ var settings = []setting{
 	{"DELIVERY_TIMEOUT", "5s", "DURATION", "time limit of one attempt: connect, TLS, request and response", "aw"},
 	{"POLL_INTERVAL", "20ms", "DURATION", "how often an idle worker asks Redis for work (asynq TaskCheckInterval)", "w"},
 	{"FORWARD_INTERVAL", "100ms", "DURATION", "how often due retries are moved back to the queue (asynq DelayedTaskCheckInterval)", "w"},
-	{"RETENTION", "168h", "DURATION", "how long delivered deliveries stay queryable (and their ids reserved)", "aw"},
+	{"RETENTION", "1h", "DURATION", "how long asynq keeps a delivered delivery's task (body included): GET shows it in full and redeliver works within it; afterwards the delivered marker answers (DEDUPE_WINDOW)", "aw"},
+	{"DEDUPE_WINDOW", "168h", "DURATION", "how long a delivered id stays reserved (a resend answers 409) and GET answers delivered with deliveredAt, from a ~40-byte marker", "aw"},
+	{"DELIVERED_MARKER_BUCKETS", "1024", "N", "delivered-marker hashes per shard and day; about daily deliveries per shard / 100 keeps each packed (~40 B per id); fixed for DEDUPE_WINDOW: every process must use the same value", "aw"},
+	{"ATTEMPT_LOG_RETENTION", "24h", "DURATION", "how long a delivered delivery's attempt log is kept after delivery; failed deliveries keep theirs with the failed record", "w"},
 	{"ENQUEUE_MIN_REPLICAS", "0", "N", "replicas that must hold each accepted delivery (Redis WAIT, up to 1s) before the API answers 202, else 503; 0 answers once the primary holds it (asynchronous replication: a failover may lose it)", "a"},
 	{"RECONCILE_INTERVAL", "30s", "DURATION", "how often workers reconcile asynq's records (stuck, orphaned, archived-without-record deliveries) and every process re-checks the Redis eviction policy", "aw"},
 	{"FAILED_RETENTION", "720h", "DURATION", "how long a failed delivery stays listed, redeliverable and its id reserved; 0 keeps it until purged", "aw"},
@@ -104,6 +107,9 @@ type config struct {
 	PollInterval      time.Duration
 	ForwardInterval   time.Duration
 	Retention         time.Duration
+	DedupeWindow      time.Duration
+	MarkerBuckets     int
+	DeliveredLogTTL   time.Duration
 	ShutdownTimeout   time.Duration
 	LogLevel          string
 	Pprof             bool
@@ -245,6 +251,9 @@ func loadConfig(mode string, args []string, getenv func(string) string) (config,
 		cfg.MaxInflightBytes = -1
 	}
 	cfg.ReconcileInterval = durVal("RECONCILE_INTERVAL")
+	cfg.DedupeWindow = durVal("DEDUPE_WINDOW")
+	cfg.MarkerBuckets = intVal("DELIVERED_MARKER_BUCKETS", 1)
+	cfg.DeliveredLogTTL = durVal("ATTEMPT_LOG_RETENTION")
 	cfg.ReconcileGrace = durVal("RECONCILE_GRACE")
 	if cfg.ReconcileGrace == 0 {
 		cfg.ReconcileGrace = cfg.DeliveryTimeout + 10*time.Second
@@ -294,6 +303,9 @@ func loadConfig(mode string, args []string, getenv func(string) string) (config,
 	cfg.ScheduleOverriden = get("RETRY_SCHEDULE") != ""
 	if cfg.Retention > 0 && cfg.Retention < time.Hour {
 		errs = append(errs, fmt.Errorf("RETENTION: want at least 1h, got %s", cfg.Retention))
+	}
+	if cfg.DedupeWindow > 0 && cfg.Retention > 0 && cfg.DedupeWindow < cfg.Retention {
+		errs = append(errs, fmt.Errorf("DEDUPE_WINDOW: want at least RETENTION (%s), got %s", cfg.Retention, cfg.DedupeWindow))
 	}
 	if len(errs) > 0 {
 		return config{}, nil, errors.Join(errs...)

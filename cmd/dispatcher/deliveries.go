@@ -109,6 +109,9 @@ func openService(getenv func(string) string, redisURL string) (*queue.Service, f
 	client := asynq.NewClientFromRedisClient(rdb)
 	st := store.New(rdb, 0)
 	st.UseShards(queue.Tag, queue.Tags())
+	window, _ := time.ParseDuration(getenv("DEDUPE_WINDOW"))
+	buckets, _ := strconv.Atoi(getenv("DELIVERED_MARKER_BUCKETS"))
+	st.Dedupe(window, buckets, 0) // unset or unreadable: the defaults
 	svc := &queue.Service{
 		Client:    client,
 		Inspector: asynq.NewInspectorFromRedisClient(rdb),

@@ -90,6 +90,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 	guard := cfg.guard()
 	st := store.New(rdb, cfg.logTTL())
 	st.UseShards(queue.Tag, queue.Tags())
+	st.Dedupe(cfg.DedupeWindow, cfg.MarkerBuckets, cfg.DeliveredLogTTL)
 	defer st.Close() // after the workers have stopped (below), before rdb.Close
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)

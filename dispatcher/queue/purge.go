@@ -13,7 +13,8 @@ import (
 
 // Delete forgets a delivery that is over: a failed one (its failed record,
 // asynq's archived task, its attempt log) or a delivered one (asynq's
-// completed task and its attempt log). Its id is free afterwards. It returns
+// completed task while RETENTION lasts, its attempt log and its delivered
+// marker). Its id is free afterwards. It returns
 // dispatcher.ErrInProgress while the delivery is pending, scheduled, active
 // or retrying, and dispatcher.ErrNotFound for an unknown id.
 func (s *Service) Delete(ctx context.Context, id string) error {
@@ -30,8 +31,8 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 		if err := s.Inspector.DeleteTask(route(id), id); err != nil && !isNotFound(err) {
 			return fmt.Errorf("delete %s: %w: %w", id, dispatcher.ErrUnavailable, err)
 		}
-	default:
-		if _, ok, err := s.Store.Failed(ctx, id); err != nil {
+	default: // a failed record, or a delivered marker after RETENTION
+		if ok, err := s.Store.Reserved(ctx, id); err != nil {
 			return fmt.Errorf("delete %s: %w: %w", id, dispatcher.ErrUnavailable, err)
 		} else if !ok {
 			return fmt.Errorf("delete %s: %w", id, dispatcher.ErrNotFound)

@@ -20,9 +20,11 @@ import (
 	"github.com/artificialstudio/webhook-dispatcher/schedule"
 )
 
-// DefaultRetention is how long a delivered delivery stays queryable (and its
-// id reserved against duplicates).
-const DefaultRetention = 7 * 24 * time.Hour
+// DefaultRetention is how long asynq keeps a delivered delivery's completed
+// task (~1.1 KB with its body): what GET shows in full and what Redeliver
+// takes the body from. After it, the store's delivered marker answers GET
+// ("delivered", deliveredAt) and keeps the id reserved for DEDUPE_WINDOW.
+const DefaultRetention = time.Hour
 
 // Service is the queue-facing side shared by the API and the CLI: enqueue,
 // inspect, redeliver. Client, Inspector and Store are required.
@@ -154,7 +156,9 @@ func (s *Service) options(id string) []asynq.Option {
 }
 
 // Status reports the delivery with id, from asynq's task state and the attempt
-// log, or from the failed record once asynq's archive has trimmed the task.
+// log, or from the failed record once asynq's archive has trimmed the task, or
+// from the delivered marker once asynq's retention has dropped the completed
+// task (see deliveredStatus).
 func (s *Service) Status(ctx context.Context, id string) (dispatcher.Status, error) {
 	info, infoErr := s.Inspector.GetTaskInfo(route(id), id)
 	if infoErr != nil && !isNotFound(infoErr) {
@@ -171,7 +175,7 @@ func (s *Service) Status(ctx context.Context, id string) (dispatcher.Status, err
 			return dispatcher.Status{}, fmt.Errorf("status %s: %w: %w", id, dispatcher.ErrUnavailable, err)
 		}
 		if !ok {
-			return dispatcher.Status{}, fmt.Errorf("status %s: %w", id, dispatcher.ErrNotFound)
+			return s.deliveredStatus(ctx, st)
 		}
 		st.State = dispatcher.StateFailed
 		st.Webhook = rec.Webhook
@@ -284,7 +288,7 @@ func (s *Service) Redeliver(ctx context.Context, id string) error {
 			return fmt.Errorf("redeliver %s: %w: %w", id, dispatcher.ErrUnavailable, err)
 		}
 		if !ok {
-			return fmt.Errorf("redeliver %s: %w", id, dispatcher.ErrNotFound)
+			return s.redeliverGone(ctx, id)
 		}
 		d = rec.Delivery
 	}

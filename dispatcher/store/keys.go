@@ -1,5 +1,7 @@
 package store
 
+import "strconv"
+
 // keyspace builds every Redis key the store uses; nothing else in the
 // dispatcher names a key outside asynq's. With shards untagged (one queue on
 // one Redis, the default) keys are
@@ -8,6 +10,9 @@ package store
 //	webhook:failed:<id>           JSON FailedRecord
 //	webhook:failed                sorted set of failed ids, scored by failure time (Unix ms)
 //	webhook:secret:<id>           a delivery's "v1" signing secret (whsec_ text); the attempt log's lifetime
+//	webhook:delivered:<day>:<b>   hash of delivered markers: id → deliveredAt (Unix ms), for ids
+//	                              delivered on UTC day <day> (days since 1970-01-01) whose id
+//	                              hashes to bucket <b>; expires DEDUPE_WINDOW after the day ends
 //	webhook:replication-barrier   counter written before WAIT (see WaitReplicas)
 //	webhook:readyz                short-lived key Ready writes
 //	webhook:cap:{<dest>}          sorted set of the fleet-wide cap's slot holders of
@@ -45,6 +50,10 @@ func (k keyspace) failedIndex(tag string) string  { return k.tagged(tag) + "fail
 func (k keyspace) barrier(tag string) string      { return k.tagged(tag) + "replication-barrier" }
 func (k keyspace) ready(tag string) string        { return k.tagged(tag) + "readyz" }
 func (k keyspace) cap(dest string) string         { return k.prefix + "cap:{" + dest + "}" }
+
+func (k keyspace) delivered(tag string, day int64, bucket uint32) string {
+	return k.tagged(tag) + "delivered:" + strconv.FormatInt(day, 10) + ":" + strconv.FormatUint(uint64(bucket), 10)
+}
 
 // CapKey is the key of destination dest's holder set for the fleet-wide
 // per-destination cap (limiter.Fleet): one key per destination, in a slot of

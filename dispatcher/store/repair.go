@@ -249,15 +249,23 @@ func (s *Store) WithoutFailedRecord(ctx context.Context, ids []string) ([]string
 }
 
 // Reserved reports whether id is taken by a delivery the store knows of
-// outside asynq: today a failed record (kept until purged or
-// FAILED_RETENTION). Enqueue refuses a reserved id (409) even after asynq
-// has trimmed the task from its archive.
+// outside asynq: a failed record (kept until purged or FAILED_RETENTION) or
+// a delivered marker within DEDUPE_WINDOW (see MarkDelivered). Enqueue
+// refuses a reserved id (409) even after asynq has trimmed the task from its
+// archive or dropped the completed task (RETENTION).
 func (s *Store) Reserved(ctx context.Context, id string) (bool, error) {
 	n, err := s.rdb.Exists(ctx, s.keys.failed(s.tag(id), id)).Result()
 	if err != nil {
 		return false, fmt.Errorf("check reservation of %s: %w", id, err)
 	}
-	return n > 0, nil
+	if n > 0 {
+		return true, nil
+	}
+	_, ok, err := s.Delivered(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("check reservation of %s: %w", id, err)
+	}
+	return ok, nil
 }
 
 // FailedBefore returns the ids of deliveries that failed before t, oldest
@@ -285,7 +293,7 @@ func (s *Store) FailedBefore(ctx context.Context, t time.Time, limit int64) ([]s
 }
 
 // Forget deletes everything the store holds of id: its failed record, its
-// index entry, its attempt log and its signing secret. The caller removes asynq's task first, so
+// index entry, its attempt log, its signing secret and its delivered markers. The caller removes asynq's task first, so
 // a crash in between leaves a failed record (listed, redeliverable), never a
 // task without one.
 func (s *Store) Forget(ctx context.Context, id string) error {
@@ -293,6 +301,7 @@ func (s *Store) Forget(ctx context.Context, id string) error {
 		tag := s.tag(id) // one slot: the transaction is allowed on a cluster
 		p.Del(ctx, s.keys.failed(tag, id), s.keys.attempts(tag, id), s.keys.secret(tag, id))
 		p.ZRem(ctx, s.keys.failedIndex(tag), id)
+		s.forgetDelivered(ctx, p, id)
 		return nil
 	})
 	if err != nil {

@@ -40,6 +40,10 @@ type Store struct {
 	tag    func(id string) string // id's shard hash tag; see UseShards
 	tags   []string               // every shard's tag
 
+	dedupeWindow    time.Duration // see Dedupe
+	markerBuckets   int
+	deliveredLogTTL time.Duration
+
 	startWriter sync.Once
 	appends     chan appendRequest
 	stop        chan struct{}

@@ -109,6 +109,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if r, ok := h.Metrics.(interface{ Reconciled(kind string) }); ok {
 			r.Reconciled(reconcile.KindRerunSkipped)
 		}
+		h.markDelivered(ctx, d.ID, last.EndedAt) // the first run may have ended before its marker
 		return nil
 	}
 	if err := h.waitForNominalTime(ctx, last, found, retried); err != nil {
@@ -142,6 +143,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	h.record(ctx, d, a, hostname)
 
 	if err == nil {
+		h.markDelivered(ctx, d.ID, a.EndedAt)
 		if h.Metrics != nil {
 			h.Metrics.ObserveDelivered(time.Since(d.EnqueuedAt))
 		}

@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Delivered markers: what the store keeps of a delivered delivery once
+// asynq's completed task is gone (RETENTION), so that GET still answers
+// "delivered" with deliveredAt and an enqueue of the id is refused (409)
+// for DEDUPE_WINDOW.
+//
+// A marker is one field of a small hash: id → deliveredAt (Unix ms), in the
+// hash of the UTC day of delivery and of the id's bucket (FNV-1a of the id
+// modulo the bucket count), under the id's shard tag. Redis keeps a hash of
+// at most hash-max-listpack-entries fields (128 by default) as one packed
+// listpack, ~40 bytes per 24-character id (issue 16's measurement; see the
+// README's Memory section); a key per id costs ~165 bytes and a field of a
+// large hash ~90. A day's hash expires DEDUPE_WINDOW after the day ends, so
+// a marker lives between DEDUPE_WINDOW and DEDUPE_WINDOW + 1 day; a lookup
+// reads the hashes of the window's days (window/24h + 1 fields, one pipeline
+// in one slot) and counts a marker only within the window.
+
+// DefaultDedupeWindow is how long a delivered id stays reserved and
+// answerable without asynq's completed task.
+const DefaultDedupeWindow = 7 * 24 * time.Hour
+
+// DefaultMarkerBuckets is the default number of marker hashes per shard and
+// day: packed (≤ 128 fields each) up to ~100,000 deliveries per shard a day.
+const DefaultMarkerBuckets = 1024
+
+// DefaultDeliveredLogTTL is how long a delivered delivery's attempt log is
+// kept after its delivery.
+const DefaultDeliveredLogTTL = 24 * time.Hour
+
+const day = 24 * time.Hour
+
+// Dedupe sets the delivered markers' lifetime (window; 0 means
+// DefaultDedupeWindow), their buckets per shard and day (0 means
+// DefaultMarkerBuckets; every process sharing the datastore must use the
+// same number, or markers written with another are not found), and how long
+// a delivered delivery's attempt log is kept (logTTL; 0 means
+// DefaultDeliveredLogTTL). Call it before the store is used.
+func (s *Store) Dedupe(window time.Duration, buckets int, logTTL time.Duration) {
+	if window > 0 {
+		s.dedupeWindow = window
+	}
+	if buckets > 0 {
+		s.markerBuckets = buckets
+	}
+	if logTTL > 0 {
+		s.deliveredLogTTL = logTTL
+	}
+}
+
+func (s *Store) window() time.Duration {
+	if s.dedupeWindow <= 0 {
+		return DefaultDedupeWindow
+	}
+	return s.dedupeWindow
+}
+
+func (s *Store) bucket(id string) uint32 {
+	n := s.markerBuckets
+	if n <= 0 {
+		n = DefaultMarkerBuckets
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return h.Sum32() % uint32(n)
+}
+
+// dayOf is t's UTC day, counted from 1970-01-01.
+func dayOf(t time.Time) int64 { return t.UnixMilli() / day.Milliseconds() }
+
+// MarkDelivered records that id was delivered at at: its marker (kept
+// DEDUPE_WINDOW) and its attempt log's expiry shortened to the delivered
+// logs' lifetime (Dedupe), in one transaction. A later marker of the same
+// id (a redelivery) replaces an earlier one of the same day.
+func (s *Store) MarkDelivered(ctx context.Context, id string, at time.Time) error {
+	tag := s.tag(id) // one slot: the transaction is allowed on a cluster
+	d := dayOf(at)
+	key := s.keys.delivered(tag, d, s.bucket(id))
+	expireAt := time.UnixMilli((d + 1) * day.Milliseconds()).Add(s.window())
+	logTTL := s.deliveredLogTTL
+	if logTTL <= 0 {
+		logTTL = DefaultDeliveredLogTTL
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, id, at.UnixMilli())
+		p.PExpireAt(ctx, key, expireAt)
+		p.PExpire(ctx, s.keys.attempts(tag, id), logTTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark %s delivered: %w", id, err)
+	}
+	return nil
+}
+
+// Delivered returns when id was last delivered, from its marker; ok is
+// false when no marker within DEDUPE_WINDOW of now exists.
+func (s *Store) Delivered(ctx context.Context, id string) (at time.Time, ok bool, err error) {
+	cmds, err := s.deliveredLookup(ctx, id)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return newestMarker(cmds, time.Now().Add(-s.window()))
+}
+
+// deliveredLookup reads id's field of the hash of every day of the window
+// (window/24h + 1 days, today's first) in one pipeline.
+func (s *Store) deliveredLookup(ctx context.Context, id string) ([]*redis.StringCmd, error) {
+	tag, b := s.tag(id), s.bucket(id)
+	today := dayOf(time.Now())
+	days := int64(s.window()/day) + 1
+	cmds := make([]*redis.StringCmd, 0, days+1)
+	_, err := s.rdb.Pipelined(ctx, func(pp redis.Pipeliner) error {
+		for d := today; d >= today-days; d-- {
+			cmds = append(cmds, pp.HGet(ctx, s.keys.delivered(tag, d, b), id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read delivered marker of %s: %w", id, err)
+	}
+	return cmds, nil
+}
+
+// forgetDelivered queues on p the removal of id's markers of every day of
+// the window (see Forget).
+func (s *Store) forgetDelivered(ctx context.Context, p redis.Pipeliner, id string) {
+	tag, b := s.tag(id), s.bucket(id)
+	today := dayOf(time.Now())
+	for d := today; d >= today-int64(s.window()/day)-1; d-- {
+		p.HDel(ctx, s.keys.delivered(tag, d, b), id)
+	}
+}
+
+// newestMarker returns the newest marker time among cmds not before since.
+func newestMarker(cmds []*redis.StringCmd, since time.Time) (at time.Time, ok bool, err error) {
+	for _, c := range cmds {
+		ms, err := c.Int64()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("read delivered marker: %w", err)
+		}
+		t := time.UnixMilli(ms).UTC()
+		if !t.Before(since) && t.After(at) {
+			at, ok = t, true
+		}
+	}
+	return at, ok, nil
+}
