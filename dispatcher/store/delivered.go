@@ -116,20 +116,28 @@ func (s *Store) Delivered(ctx context.Context, id string) (at time.Time, ok bool
 // deliveredLookup reads id's field of the hash of every day of the window
 // (window/24h + 1 days, today's first) in one pipeline.
 func (s *Store) deliveredLookup(ctx context.Context, id string) ([]*redis.StringCmd, error) {
-	tag, b := s.tag(id), s.bucket(id)
-	today := dayOf(time.Now())
-	days := int64(s.window()/day) + 1
-	cmds := make([]*redis.StringCmd, 0, days+1)
-	_, err := s.rdb.Pipelined(ctx, func(pp redis.Pipeliner) error {
-		for d := today; d >= today-days; d-- {
-			cmds = append(cmds, pp.HGet(ctx, s.keys.delivered(tag, d, b), id))
-		}
+	var cmds []*redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmds = s.queueDeliveredLookup(ctx, p, id)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read delivered marker of %s: %w", id, err)
 	}
 	return cmds, nil
+}
+
+// queueDeliveredLookup queues on p the reads of deliveredLookup; all of them
+// are in id's shard slot, so they go to one node in one round trip.
+func (s *Store) queueDeliveredLookup(ctx context.Context, p redis.Pipeliner, id string) []*redis.StringCmd {
+	tag, b := s.tag(id), s.bucket(id)
+	today := dayOf(time.Now())
+	days := int64(s.window()/day) + 1
+	cmds := make([]*redis.StringCmd, 0, days+1)
+	for d := today; d >= today-days; d-- {
+		cmds = append(cmds, p.HGet(ctx, s.keys.delivered(tag, d, b), id))
+	}
+	return cmds
 }
 
 // forgetDelivered queues on p the removal of id's markers of every day of

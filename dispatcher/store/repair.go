@@ -254,14 +254,22 @@ func (s *Store) WithoutFailedRecord(ctx context.Context, ids []string) ([]string
 // refuses a reserved id (409) even after asynq has trimmed the task from its
 // archive or dropped the completed task (RETENTION).
 func (s *Store) Reserved(ctx context.Context, id string) (bool, error) {
-	n, err := s.rdb.Exists(ctx, s.keys.failed(s.tag(id), id)).Result()
-	if err != nil {
+	// One round trip: the failed record and the delivered markers of id
+	// share its shard's slot.
+	var failed *redis.IntCmd
+	var markers []*redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		failed = p.Exists(ctx, s.keys.failed(s.tag(id), id))
+		markers = s.queueDeliveredLookup(ctx, p, id)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, fmt.Errorf("check reservation of %s: %w", id, err)
 	}
-	if n > 0 {
+	if failed.Val() > 0 {
 		return true, nil
 	}
-	_, ok, err := s.Delivered(ctx, id)
+	_, ok, err := newestMarker(markers, time.Now().Add(-s.window()))
 	if err != nil {
 		return false, fmt.Errorf("check reservation of %s: %w", id, err)
 	}
