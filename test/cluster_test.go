@@ -128,8 +128,18 @@ func TestClusterEndToEnd(t *testing.T) {
 	if len(list.Deliveries) != len(failing) {
 		t.Fatalf("failed list = %v, want %v", list.Deliveries, failing)
 	}
+	// Newest first at the failed index's resolution (Unix ms; equal
+	// milliseconds order by id). RFC 3339 strings with trimmed fractions do
+	// not compare as text, so the times are parsed.
+	failedMs := func(d map[string]any) int64 {
+		at, err := time.Parse(time.RFC3339Nano, d["failedAt"].(string))
+		if err != nil {
+			t.Fatalf("failedAt %v: %v", d["failedAt"], err)
+		}
+		return at.UnixMilli()
+	}
 	for i := 1; i < len(list.Deliveries); i++ {
-		if list.Deliveries[i-1]["failedAt"].(string) < list.Deliveries[i]["failedAt"].(string) {
+		if failedMs(list.Deliveries[i-1]) < failedMs(list.Deliveries[i]) {
 			t.Errorf("failed list not newest first: %v", list.Deliveries)
 		}
 	}
