@@ -221,10 +221,10 @@ func TestClusterWaitOnShardPrimary(t *testing.T) {
 	const shards = 12
 	d := testenv.StartDispatcher(t, "api", "REDIS_URL="+c.URL(), "QUEUE_SHARDS="+strconv.Itoa(shards),
 		"WEBHOOK_CA_FILE="+rc.CAFile, "ENQUEUE_MIN_REPLICAS=1")
-	if err := queue.SetShards(shards, true); err != nil { // the same routing as the dispatcher's
+	layout, err := queue.NewLayout(shards, true) // the same routing as the dispatcher's
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { queue.SetShards(1, false) })
 	p, err := c.NodeForKey(queue.ShardName(0, shards))
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +241,7 @@ func TestClusterWaitOnShardPrimary(t *testing.T) {
 	var onP, elsewhere []string
 	for i := 0; len(onP) < 4 || len(elsewhere) < 4; i++ {
 		id := fmt.Sprintf("wait-%d", i)
-		node, err := c.NodeForKey(queue.Route(id))
+		node, err := c.NodeForKey(layout.Route(id))
 		if err != nil {
 			t.Fatal(err)
 		}

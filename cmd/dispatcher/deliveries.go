@@ -99,7 +99,8 @@ func openService(getenv func(string) string, redisURL string) (*queue.Service, f
 		shards = n
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
-	if err := queue.SetShards(shards, cluster); err != nil {
+	layout, err := queue.NewLayout(shards, cluster)
+	if err != nil {
 		rdb.Close()
 		return nil, nil, errUsage{fmt.Errorf("QUEUE_SHARDS: %w", err)}
 	}
@@ -108,7 +109,7 @@ func openService(getenv func(string) string, redisURL string) (*queue.Service, f
 	routeRedisLogs(slog.New(slog.DiscardHandler))
 	client := asynq.NewClientFromRedisClient(rdb)
 	st := store.New(rdb, 0)
-	st.UseShards(queue.Tag, queue.Tags())
+	st.UseShards(layout.Tag, layout.Tags())
 	window, _ := time.ParseDuration(getenv("DEDUPE_WINDOW"))
 	buckets, _ := strconv.Atoi(getenv("DELIVERED_MARKER_BUCKETS"))
 	st.Dedupe(window, buckets, 0) // unset or unreadable: the defaults
@@ -116,6 +117,7 @@ func openService(getenv func(string) string, redisURL string) (*queue.Service, f
 		Client:    client,
 		Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		Store:     st,
+		Layout:    layout,
 		Schedule:  sched,
 	}
 	if n, err := strconv.Atoi(getenv("ENQUEUE_MIN_REPLICAS")); err == nil && n > 0 {

@@ -17,7 +17,7 @@ import (
 // newReconciler wires the worker's reconciler from the configuration.
 func newReconciler(cfg config, st *store.Store, insp *asynq.Inspector, svc *queue.Service, log *slog.Logger, m *metrics.Metrics) *reconcile.Reconciler {
 	var queues []string
-	for q := range queue.Names() {
+	for q := range svc.Layout.Names() {
 		queues = append(queues, q)
 	}
 	slices.Sort(queues)

@@ -69,7 +69,8 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		return err
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
-	if err := queue.SetShards(cfg.QueueShards, cluster); err != nil {
+	layout, err := queue.NewLayout(cfg.QueueShards, cluster)
+	if err != nil {
 		return fmt.Errorf("config: QUEUE_SHARDS: %w", err)
 	}
 
@@ -89,13 +90,13 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 	m := metrics.New(reg, metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
 	guard := cfg.guard()
 	st := store.New(rdb, cfg.logTTL())
-	st.UseShards(queue.Tag, queue.Tags())
+	st.UseShards(layout.Tag, layout.Tags())
 	st.Dedupe(cfg.DedupeWindow, cfg.MarkerBuckets, cfg.DeliveredLogTTL)
 	defer st.Close() // after the workers have stopped (below), before rdb.Close
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)
 	svc := &queue.Service{
-		Client: client, Inspector: inspector, Store: st,
+		Client: client, Inspector: inspector, Store: st, Layout: layout,
 		Retention: cfg.Retention, Schedule: cfg.Schedule,
 		TaskTimeout: cfg.DeliveryTimeout + 30*time.Second,
 		MinReplicas: cfg.MinReplicas,
@@ -156,7 +157,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 
 	if runAPI {
 		// Queue gauges are read in exactly one process type: the API.
-		reg.MustRegister(metrics.NewQueuesCollector(inspector, queue.NamesInOrder()))
+		reg.MustRegister(metrics.NewQueuesCollector(inspector, layout.NamesInOrder()))
 		mon := asynqmon.New(asynqmon.Options{
 			RootPath:     "/monitoring",
 			RedisConnOpt: redisOpt,
@@ -200,7 +201,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		mux.Handle(dispatcher.TypeDeliver, handler)
 		// One asynq server (one fetch loop) per group of at most 8 shards,
 		// sharing the handler, its store and its limiter.
-		groups := queue.Groups(cfg.ShardGroups)
+		groups := layout.Groups(cfg.ShardGroups)
 		var queues []string
 		for _, g := range groups {
 			srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{
@@ -223,12 +224,12 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 			}
 		}
 		if !runAPI {
-			readyTags = queue.TagsOf(queues)
+			readyTags = layout.TagsOf(queues)
 		}
 		start("reconcile", func() error { rec.Run(ctx); return nil })
 		log.Info("worker started", "concurrency", cfg.Concurrency, "host_concurrency", cfg.HostConcurrency,
 			"host_concurrency_scope", cfg.HostScope, "delivery_timeout", cfg.DeliveryTimeout.String(),
-			"queue_shards", queue.Shards(), "servers", len(servers), "queues", len(queues))
+			"queue_shards", layout.Shards(), "servers", len(servers), "queues", len(queues))
 	}
 
 	if metricsLn != nil {

@@ -27,10 +27,10 @@ const StatsScan = 10_000
 // scanPage is how many tasks one Inspector call reads.
 const scanPage = 500
 
-// queueNames is Names() in a fixed order, for cursors.
-func queueNames() []string {
-	names := make([]string, 0, len(Names()))
-	for q := range Names() {
+// queueNames is the layout's queue names in a fixed (sorted) order, for cursors.
+func (s *Service) queueNames() []string {
+	names := make([]string, 0, s.Layout.Shards())
+	for q := range s.Layout.Names() {
 		names = append(names, q)
 	}
 	sort.Strings(names)
@@ -73,7 +73,7 @@ func (s *Service) List(ctx context.Context, f dispatcher.Filter, cursor string, 
 	if !ok {
 		return nil, "", fmt.Errorf("list: unknown state %q", f.State)
 	}
-	queues := queueNames()
+	queues := s.queueNames()
 	qi, page, offset, err := parseTaskCursor(cursor, len(queues))
 	if err != nil {
 		return nil, "", err
@@ -211,7 +211,7 @@ func (s *Service) Stats(ctx context.Context, top int) (dispatcher.QueueStats, er
 	for _, state := range dispatcher.States() {
 		st.Counts[state] = 0
 	}
-	for _, q := range queueNames() {
+	for _, q := range s.queueNames() {
 		info, err := s.Inspector.GetQueueInfo(q)
 		if isNotFound(err) {
 			continue
@@ -295,7 +295,7 @@ func (s *Service) scan(state dispatcher.State, limit int, fn func(*asynq.TaskInf
 		return fmt.Errorf("scan: unknown state %q", state)
 	}
 	seen := 0
-	for _, q := range queueNames() {
+	for _, q := range s.queueNames() {
 		for page := 1; seen < limit; page++ {
 			tasks, err := list(q, asynq.PageSize(scanPage), asynq.Page(page))
 			if isNotFound(err) {
@@ -328,7 +328,7 @@ func (s *Service) scan(state dispatcher.State, limit int, fn func(*asynq.TaskInf
 // dispatcher.ErrNotFound, dispatcher.ErrInProgress (active now, or already
 // delivered or failed) or dispatcher.ErrUnavailable.
 func (s *Service) Cancel(ctx context.Context, id string) error {
-	info, err := s.Inspector.GetTaskInfo(route(id), id)
+	info, err := s.Inspector.GetTaskInfo(s.Layout.Route(id), id)
 	switch {
 	case isNotFound(err):
 		if _, ok, ferr := s.Store.Failed(ctx, id); ferr == nil && ok {
@@ -351,12 +351,12 @@ func (s *Service) Cancel(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("cancel %s: %w: %w", id, dispatcher.ErrUnavailable, err)
 	}
-	if err := s.Inspector.ArchiveTask(route(id), id); err != nil {
+	if err := s.Inspector.ArchiveTask(s.Layout.Route(id), id); err != nil {
 		if isNotFound(err) {
 			return fmt.Errorf("cancel %s: %w", id, dispatcher.ErrNotFound)
 		}
 		// Active (a worker took it meanwhile) or archived: asynq refused, nothing changed.
-		if now, ierr := s.Inspector.GetTaskInfo(route(id), id); ierr == nil && now.State != info.State {
+		if now, ierr := s.Inspector.GetTaskInfo(s.Layout.Route(id), id); ierr == nil && now.State != info.State {
 			return fmt.Errorf("cancel %s: %w (%s)", id, dispatcher.ErrInProgress, now.State)
 		}
 		return fmt.Errorf("cancel %s: %w: %w", id, dispatcher.ErrUnavailable, err)

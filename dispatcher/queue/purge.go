@@ -18,7 +18,7 @@ import (
 // dispatcher.ErrInProgress while the delivery is pending, scheduled, active
 // or retrying, and dispatcher.ErrNotFound for an unknown id.
 func (s *Service) Delete(ctx context.Context, id string) error {
-	info, err := s.Inspector.GetTaskInfo(route(id), id)
+	info, err := s.Inspector.GetTaskInfo(s.Layout.Route(id), id)
 	switch {
 	case err != nil && !isNotFound(err):
 		return fmt.Errorf("delete %s: %w: %w", id, dispatcher.ErrUnavailable, err)
@@ -28,7 +28,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 		}
 		// asynq's task first: a crash before the store's records go leaves a
 		// failed record (listed, redeliverable), never an unlisted task.
-		if err := s.Inspector.DeleteTask(route(id), id); err != nil && !isNotFound(err) {
+		if err := s.Inspector.DeleteTask(s.Layout.Route(id), id); err != nil && !isNotFound(err) {
 			return fmt.Errorf("delete %s: %w: %w", id, dispatcher.ErrUnavailable, err)
 		}
 	default: // a failed record, or a delivered marker after RETENTION
@@ -56,7 +56,7 @@ func (s *Service) PurgeFailed(ctx context.Context, before time.Time, dryRun bool
 	n := 0
 	for _, id := range ids {
 		if dryRun {
-			info, err := s.Inspector.GetTaskInfo(route(id), id)
+			info, err := s.Inspector.GetTaskInfo(s.Layout.Route(id), id)
 			if err == nil && info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted {
 				continue
 			}

@@ -5,22 +5,18 @@ package queue
 // asynq's own tools (the asynq CLI, asynqmon) show them under these names.
 const DefaultQueue = "webhooks"
 
-// route returns the asynq queue that holds the delivery with generation id
-// id: its shard's queue (see SetShards). Every lookup by id goes through it.
-func route(id string) string {
-	l := get()
-	return l.names[shardOf(id, len(l.names))]
+// Route returns the asynq queue that holds the delivery with generation id
+// id: its shard's queue. Every lookup by id goes through it.
+func (l Layout) Route(id string) string {
+	names := l.list()
+	return names[shardOf(id, len(names))]
 }
-
-// Route is route for the other rooms (the reconciler, the CLI): the queue of
-// the delivery with generation id id.
-func Route(id string) string { return route(id) }
 
 // Names returns every queue that holds deliveries, with asynq's priority for
 // each: what an asynq.Server must poll (asynq.Config.Queues) and what the
 // queue gauges read.
-func Names() map[string]int {
-	names := get().names
+func (l Layout) Names() map[string]int {
+	names := l.list()
 	out := make(map[string]int, len(names))
 	for _, q := range names {
 		out[q] = 1

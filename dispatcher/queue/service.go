@@ -1,8 +1,8 @@
 // Package queue is the enqueue side of the dispatcher and the operator's view
 // of it: enqueue, status, listing and redelivery, over asynq's Client and
 // Inspector and the store. It is the only package that knows queue names
-// (Names, route), so sharding deliveries over several queues is a change to
-// route alone.
+// (Layout: Names, Route), so sharding deliveries over several queues is a
+// change to Layout alone.
 //
 // It may not speak HTTP and does not deliver webhooks.
 package queue
@@ -32,6 +32,7 @@ type Service struct {
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
 	Store     *store.Store
+	Layout    Layout            // the datastore's queues and key tags; zero is the single queue
 	Retention time.Duration     // completed tasks; 0 means DefaultRetention
 	Schedule  schedule.Schedule // for nextAttemptAt; zero means Production
 	// TaskTimeout is asynq's own backstop per attempt (whole seconds); the
@@ -148,7 +149,7 @@ func (s *Service) options(id string) []asynq.Option {
 	}
 	return []asynq.Option{
 		asynq.TaskID(id),
-		asynq.Queue(route(id)),
+		asynq.Queue(s.Layout.Route(id)),
 		asynq.MaxRetry(schedule.Steps),
 		asynq.Retention(retention),
 		asynq.Timeout(taskTimeout),
@@ -160,7 +161,7 @@ func (s *Service) options(id string) []asynq.Option {
 // from the delivered marker once asynq's retention has dropped the completed
 // task (see deliveredStatus).
 func (s *Service) Status(ctx context.Context, id string) (dispatcher.Status, error) {
-	info, infoErr := s.Inspector.GetTaskInfo(route(id), id)
+	info, infoErr := s.Inspector.GetTaskInfo(s.Layout.Route(id), id)
 	if infoErr != nil && !isNotFound(infoErr) {
 		return dispatcher.Status{}, fmt.Errorf("status %s: %w: %w", id, dispatcher.ErrUnavailable, infoErr)
 	}
@@ -256,7 +257,7 @@ func (s *Service) ListFailed(ctx context.Context, cursor string, limit int) ([]d
 // is deleted and a new one with the same id is enqueued. The failed record is
 // cleared only once the new task is stored, so a crash in between loses nothing.
 func (s *Service) Redeliver(ctx context.Context, id string) error {
-	info, err := s.Inspector.GetTaskInfo(route(id), id)
+	info, err := s.Inspector.GetTaskInfo(s.Layout.Route(id), id)
 	var d dispatcher.Delivery
 	switch {
 	case err != nil && !isNotFound(err):
@@ -279,7 +280,7 @@ func (s *Service) Redeliver(ctx context.Context, id string) error {
 				}
 			}
 		}
-		if err := s.Inspector.DeleteTask(route(id), id); err != nil && !isNotFound(err) {
+		if err := s.Inspector.DeleteTask(s.Layout.Route(id), id); err != nil && !isNotFound(err) {
 			return fmt.Errorf("redeliver %s: %w: %w", id, dispatcher.ErrUnavailable, err)
 		}
 	default: // trimmed from asynq's archive: the failed record has the body

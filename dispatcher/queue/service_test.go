@@ -71,7 +71,7 @@ func TestRedeliverFromFailedRecord(t *testing.T) {
 	if n, err := svc.RedeliverFailedSince(ctx, time.Time{}); err != nil || n != 1 {
 		t.Fatalf("RedeliverFailedSince = %d, %v; want 1", n, err)
 	}
-	info, err := svc.Inspector.GetTaskInfo(route("q-failed"), "q-failed")
+	info, err := svc.Inspector.GetTaskInfo(svc.Layout.Route("q-failed"), "q-failed")
 	if err != nil {
 		t.Fatal(err)
 	}

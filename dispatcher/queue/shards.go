@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
-	"sync"
 )
 
 // Redis Cluster has 16384 hash slots; a key's slot is CRC16(key) mod 16384,
@@ -21,51 +20,48 @@ const MaxShards = 1024
 // per server p99 Redis latency rose to 190 ms (issue 16's measurement).
 const ServerGroupMax = 8
 
-// layout is how deliveries are spread over queues; set once at start-up by
-// SetShards, before anything enqueues, routes or lists.
-type layout struct {
-	names  []string // shard k's queue name
+// Layout is how deliveries are spread over queues, and whether the store's
+// keys carry their queue's hash tag. A process builds one per datastore from
+// its shard count (NewLayout) and hands it to the queue service and the
+// store (store.UseShards(l.Tag, l.Tags())); during a migration it holds two,
+// one per datastore. The zero Layout is today's single queue "webhooks"
+// with untagged keys, as NewLayout(1, false).
+type Layout struct {
+	names  []string // shard k's queue name; nil means [DefaultQueue]
 	tagged bool     // store keys carry the shard's hash tag
 }
 
-var (
-	mu      sync.RWMutex
-	current = layout{names: []string{DefaultQueue}}
-)
-
-// SetShards spreads deliveries over n queues (1 <= n <= MaxShards) for the
-// life of this process. n == 1 is today's single queue "webhooks"; n > 1
-// names shard k "webhooks:<k>:<s>" (ShardName). tagged makes the store put
-// each delivery's keys in its shard's hash slot (required on Redis Cluster,
+// NewLayout spreads deliveries over n queues (1 <= n <= MaxShards). n == 1
+// is today's single queue "webhooks"; n > 1 names shard k
+// "webhooks:<k>:<s>" (ShardName). tagged makes the store put each
+// delivery's keys in its shard's hash slot (required on Redis Cluster,
 // implied by n > 1); with n == 1 and tagged false the store's keys are the
-// untagged ones of earlier versions. It must be called before any other
-// function of this package is used, and with the same n by every process
-// sharing the datastore: a delivery's queue is a function of n.
-func SetShards(n int, tagged bool) error {
+// untagged ones of earlier versions. Every process sharing a datastore must
+// use the same n: a delivery's queue is a function of n.
+func NewLayout(n int, tagged bool) (Layout, error) {
 	if n < 1 || n > MaxShards {
-		return fmt.Errorf("queue: shards: want 1..%d, got %d", MaxShards, n)
+		return Layout{}, fmt.Errorf("queue: shards: want 1..%d, got %d", MaxShards, n)
 	}
-	l := layout{names: []string{DefaultQueue}, tagged: tagged || n > 1}
+	l := Layout{tagged: tagged || n > 1}
 	if n > 1 {
 		l.names = make([]string, n)
 		for k := range n {
 			l.names[k] = ShardName(k, n)
 		}
 	}
-	mu.Lock()
-	current = l
-	mu.Unlock()
-	return nil
+	return l, nil
 }
 
-func get() layout {
-	mu.RLock()
-	defer mu.RUnlock()
-	return current
+// list returns the queue names in shard order (not a copy).
+func (l Layout) list() []string {
+	if len(l.names) == 0 {
+		return []string{DefaultQueue}
+	}
+	return l.names
 }
 
 // Shards returns the number of queues deliveries are spread over.
-func Shards() int { return len(get().names) }
+func (l Layout) Shards() int { return len(l.list()) }
 
 // ShardName returns the queue name of shard k of n (n > 1): "webhooks:<k>:<s>"
 // with the smallest s >= 0 whose cluster slot lies in the middle half of the
@@ -100,21 +96,20 @@ func shardOf(id string, n int) int {
 
 // Tag returns the hash tag the store puts in id's keys so they share the
 // slot of id's queue ("{webhooks:3:5}"), or "" when keys are untagged.
-func Tag(id string) string {
-	l := get()
+func (l Layout) Tag(id string) string {
 	if !l.tagged {
 		return ""
 	}
-	return "{" + l.names[shardOf(id, len(l.names))] + "}"
+	return "{" + l.Route(id) + "}"
 }
 
 // Tags returns the hash tags of every shard, in shard order ([""] when keys
 // are untagged): what the store ranges over for its per-shard indexes.
-func Tags() []string { return TagsOf(NamesInOrder()) }
+func (l Layout) Tags() []string { return l.TagsOf(l.list()) }
 
 // TagsOf returns the hash tags of the given queues ([""] when keys are untagged).
-func TagsOf(queues []string) []string {
-	if !get().tagged {
+func (l Layout) TagsOf(queues []string) []string {
+	if !l.tagged {
 		return []string{""}
 	}
 	out := make([]string, len(queues))
@@ -125,8 +120,8 @@ func TagsOf(queues []string) []string {
 }
 
 // NamesInOrder returns the queue names in shard order.
-func NamesInOrder() []string {
-	return append([]string(nil), get().names...)
+func (l Layout) NamesInOrder() []string {
+	return append([]string(nil), l.list()...)
 }
 
 // Groups splits the shards into g contiguous groups of at most
@@ -134,8 +129,8 @@ func NamesInOrder() []string {
 // of a worker process. g <= 0 means as few groups as allowed
 // (ceil(shards/ServerGroupMax)); g is raised to that minimum and lowered to
 // the shard count.
-func Groups(g int) []map[string]int {
-	names := get().names
+func (l Layout) Groups(g int) []map[string]int {
+	names := l.list()
 	g = max(g, (len(names)+ServerGroupMax-1)/ServerGroupMax)
 	g = min(g, len(names))
 	out := make([]map[string]int, g)

@@ -82,42 +82,42 @@ func TestShardNamesSpreadOverPrimaries(t *testing.T) {
 }
 
 func TestRouteAndTags(t *testing.T) {
-	t.Cleanup(func() { SetShards(1, false) })
-	if err := SetShards(1, false); err != nil {
+	l, err := NewLayout(1, false)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := route("gen_1"); got != DefaultQueue {
-		t.Errorf("one shard: route = %q, want %q", got, DefaultQueue)
+	if got := l.Route("gen_1"); got != DefaultQueue {
+		t.Errorf("one shard: Route = %q, want %q", got, DefaultQueue)
 	}
-	if got := Tag("gen_1"); got != "" {
+	if got := l.Tag("gen_1"); got != "" {
 		t.Errorf("one untagged shard: Tag = %q, want empty (keys of earlier versions)", got)
 	}
-	if err := SetShards(1, true); err != nil {
+	if l, err = NewLayout(1, true); err != nil {
 		t.Fatal(err)
 	}
-	if got := Tag("gen_1"); got != "{webhooks}" {
+	if got := l.Tag("gen_1"); got != "{webhooks}" {
 		t.Errorf("one tagged shard: Tag = %q, want {webhooks}", got)
 	}
 	for _, bad := range []int{0, -1, MaxShards + 1} {
-		if err := SetShards(bad, false); err == nil {
-			t.Errorf("SetShards(%d) = nil, want an error", bad)
+		if _, err := NewLayout(bad, false); err == nil {
+			t.Errorf("NewLayout(%d) = nil error, want an error", bad)
 		}
 	}
 
-	if err := SetShards(48, false); err != nil {
+	if l, err = NewLayout(48, false); err != nil {
 		t.Fatal(err)
 	}
 	perQueue := map[string]int{}
 	for i := range 4800 {
 		id := fmt.Sprintf("gen_%d", i)
-		q := route(id)
-		if route(id) != q {
-			t.Fatalf("route(%q) not stable", id)
+		q := l.Route(id)
+		if l.Route(id) != q {
+			t.Fatalf("Route(%q) not stable", id)
 		}
-		if Tag(id) != "{"+q+"}" {
-			t.Fatalf("Tag(%q) = %q, not the tag of its queue %q", id, Tag(id), q)
+		if l.Tag(id) != "{"+q+"}" {
+			t.Fatalf("Tag(%q) = %q, not the tag of its queue %q", id, l.Tag(id), q)
 		}
-		if Slot("webhook:"+Tag(id)+":attempts:"+id) != Slot(q) {
+		if Slot("webhook:"+l.Tag(id)+":attempts:"+id) != Slot(q) {
 			t.Fatalf("keys of %q not in the slot of its queue", id)
 		}
 		perQueue[q]++
@@ -130,13 +130,50 @@ func TestRouteAndTags(t *testing.T) {
 			t.Errorf("queue %s got %d of 4800 ids", q, c)
 		}
 	}
-	if len(Names()) != 48 || len(Tags()) != 48 {
-		t.Errorf("Names %d, Tags %d, want 48", len(Names()), len(Tags()))
+	if len(l.Names()) != 48 || len(l.Tags()) != 48 {
+		t.Errorf("Names %d, Tags %d, want 48", len(l.Names()), len(l.Tags()))
+	}
+}
+
+// The zero Layout is NewLayout(1, false), and two layouts live side by side
+// in one process (a migration holds the old datastore's and the new one's).
+func TestLayoutZeroAndSideBySide(t *testing.T) {
+	one, err := NewLayout(1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zero Layout
+	if zero.Route("gen_1") != one.Route("gen_1") || zero.Tag("gen_1") != one.Tag("gen_1") ||
+		fmt.Sprint(zero.Names()) != fmt.Sprint(one.Names()) || fmt.Sprint(zero.Tags()) != fmt.Sprint(one.Tags()) ||
+		zero.Shards() != 1 || fmt.Sprint(zero.Groups(0)) != fmt.Sprint(one.Groups(0)) {
+		t.Errorf("zero Layout differs from NewLayout(1, false)")
+	}
+	twelve, err := NewLayout(12, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if twelve.Shards() != 12 || one.Shards() != 1 {
+		t.Fatalf("Shards: %d and %d, want 12 and 1", twelve.Shards(), one.Shards())
+	}
+	moved := 0
+	for i := range 100 {
+		id := fmt.Sprintf("gen_%d", i)
+		if one.Route(id) != DefaultQueue {
+			t.Fatalf("one shard: Route(%q) = %q after building a 12-shard layout", id, one.Route(id))
+		}
+		if q := twelve.Route(id); q != ShardName(shardOf(id, 12), 12) {
+			t.Fatalf("12 shards: Route(%q) = %q", id, q)
+		}
+		if twelve.Route(id) != DefaultQueue {
+			moved++
+		}
+	}
+	if moved != 100 {
+		t.Errorf("%d of 100 ids routed to %s under 12 shards", 100-moved, DefaultQueue)
 	}
 }
 
 func TestGroups(t *testing.T) {
-	t.Cleanup(func() { SetShards(1, false) })
 	tests := []struct {
 		shards, groups int
 		want           []int // group sizes
@@ -150,10 +187,11 @@ func TestGroups(t *testing.T) {
 		{4, 9, []int{1, 1, 1, 1}},
 	}
 	for _, tt := range tests {
-		if err := SetShards(tt.shards, false); err != nil {
+		l, err := NewLayout(tt.shards, false)
+		if err != nil {
 			t.Fatal(err)
 		}
-		gs := Groups(tt.groups)
+		gs := l.Groups(tt.groups)
 		seen := map[string]bool{}
 		var sizes []int
 		for _, g := range gs {

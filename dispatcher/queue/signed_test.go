@@ -29,7 +29,7 @@ func TestEnqueueSignedStoresSecretBesideTask(t *testing.T) {
 	if err != nil || !ok || got.Reveal() != sec.Reveal() {
 		t.Fatalf("stored secret: ok %v, err %v", ok, err)
 	}
-	info, err := svc.Inspector.GetTaskInfo(route("s.1"), "s.1")
+	info, err := svc.Inspector.GetTaskInfo(svc.Layout.Route("s.1"), "s.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,13 +42,13 @@ func TestEnqueueSignedStoresSecretBesideTask(t *testing.T) {
 	if err := st.MarkFailed(ctx, dispatcher.FailedRecord{Delivery: task, FailedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Inspector.DeleteTask(route("s.1"), "s.1"); err != nil {
+	if err := svc.Inspector.DeleteTask(svc.Layout.Route("s.1"), "s.1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := svc.Redeliver(ctx, "s.1"); err != nil {
 		t.Fatal(err)
 	}
-	info, err = svc.Inspector.GetTaskInfo(route("s.1"), "s.1")
+	info, err = svc.Inspector.GetTaskInfo(svc.Layout.Route("s.1"), "s.1")
 	if err != nil || !strings.Contains(string(info.Payload), `"signed":true`) {
 		t.Fatalf("redelivered task %s, %v: want the signed flag", info.Payload, err)
 	}

@@ -13,8 +13,9 @@ import (
 // UseShards makes the store put each delivery's keys in the hash slot of its
 // shard: tag(id) is the hash tag of id's queue ("{webhooks:3:5}", or "" for
 // untagged keys) and tags every shard's tag, over which the failed listings,
-// counts and WaitReplicas range. The queue package owns both (queue.Tag,
-// queue.Tags); call it once, before the store is used. Without it every key
+// counts and WaitReplicas range. The queue package owns both (the
+// datastore's queue.Layout: Tag, Tags); call it once, before the store is
+// used. Without it every key
 // is untagged, as in earlier versions.
 func (s *Store) UseShards(tag func(id string) string, tags []string) {
 	if tag == nil || len(tags) == 0 {

@@ -16,8 +16,8 @@ import (
 // documented defaults.
 type ServerOptions struct {
 	Concurrency int // concurrent deliveries; 0 means 100
-	// Queues are the queues this server polls (one of queue.Groups); nil
-	// means every queue (queue.Names).
+	// Queues are the queues this server polls (one of Layout.Groups); nil
+	// means the single queue of one shard (the zero queue.Layout's Names).
 	Queues   map[string]int
 	Schedule schedule.Schedule // zero means schedule.Production
 	// PollInterval is asynq's TaskCheckInterval, ForwardInterval its
@@ -32,7 +32,7 @@ type ServerOptions struct {
 }
 
 // ServerConfig returns the asynq.Config a worker runs with: the queues from
-// o.Queues or queue.Names, RetryDelayFunc from the schedule, and IsFailure, which keeps
+// o.Queues (or the single default queue), RetryDelayFunc from the schedule, and IsFailure, which keeps
 // deferrals from spending attempts. They are set together here because any
 // one without the others breaks the retry promise (without IsFailure every
 // deferral silently spends an attempt).
@@ -44,7 +44,7 @@ func ServerConfig(o ServerOptions) asynq.Config {
 		o.Schedule = schedule.Production
 	}
 	if o.Queues == nil {
-		o.Queues = queue.Names()
+		o.Queues = queue.Layout{}.Names()
 	}
 	return asynq.Config{
 		Concurrency:              o.Concurrency,
