@@ -32,6 +32,9 @@ var settings = []setting{
 	{"REDIS_URL", "", "URI", "Redis URI (redis://, rediss://, redis-sentinel://, redis-cluster://[:password@]host:port,host:port,... or rediss-cluster:// for TLS); empty under all starts an embedded in-memory Redis. Holds the password: prefer REDIS_URL_FILE or the environment, a flag value is visible in ps", "aw"},
 	{"REDIS_URL_FILE", "", "FILE", "file holding REDIS_URL (one line; the container-secret convention)", "aw"},
 	{"QUEUE_SHARDS", "1", "N", "asynq queues deliveries are spread over by generation id (1 = the single queue webhooks; 48-64 on a Redis Cluster); fixed for the life of the data: every process must use the same value", "aw"},
+	{"PREVIOUS_REDIS_URL", "", "URI", "MIGRATION: the datastore being moved away from (any REDIS_URL scheme), still drained by its old workers: an enqueue of an id it holds answers 409, GET answers from it for ids only it knows, and while it cannot be reached every enqueue answers 503. Holds the password: prefer PREVIOUS_REDIS_URL_FILE or the environment", "a"},
+	{"PREVIOUS_REDIS_URL_FILE", "", "FILE", "file holding PREVIOUS_REDIS_URL (one line)", "a"},
+	{"PREVIOUS_QUEUE_SHARDS", "1", "N", "QUEUE_SHARDS of the previous datastore (read with PREVIOUS_REDIS_URL only)", "a"},
 	{"WORKER_SHARD_GROUPS", "0", "N", "asynq servers (fetch loops) per worker process, each polling a contiguous group of at most 8 shards; 0 means ceil(QUEUE_SHARDS/8)", "w"},
 	{"API_ADDR", ":8080", "ADDR", "listen address of the enqueue API", "a"},
 	{"METRICS_ADDR", ":9090", "ADDR", "listen address of /metrics, /healthz and /readyz; default :9091 for api, :9090 for worker and all, so both run side by side on one host", "aw"},
@@ -94,6 +97,8 @@ func (s setting) defaultFor(mode string) string {
 // config is the parsed configuration.
 type config struct {
 	RedisURL          string
+	PreviousRedisURL  string // migration: the datastore being moved away from; "" when none
+	PreviousShards    int
 	APIAddr           string
 	MetricsAddr       string
 	APIToken          string
@@ -189,7 +194,7 @@ func loadConfig(mode string, args []string, getenv func(string) string) (config,
 		values[s.env] = v
 	}
 	var errs []error
-	for _, secret := range []string{"REDIS_URL", "API_TOKEN", "MONITORING_PASSWORD"} {
+	for _, secret := range []string{"REDIS_URL", "PREVIOUS_REDIS_URL", "API_TOKEN", "MONITORING_PASSWORD"} {
 		file := values[secret+"_FILE"]
 		if set[flagName(secret)] {
 			file = "" // the flag wins over the environment, files included
@@ -275,6 +280,8 @@ func loadConfig(mode string, args []string, getenv func(string) string) (config,
 	if cfg.QueueShards > queue.MaxShards {
 		errs = append(errs, fmt.Errorf("QUEUE_SHARDS: want at most %d, got %d", queue.MaxShards, cfg.QueueShards))
 	}
+	cfg.PreviousRedisURL, cfg.PreviousShards = get("PREVIOUS_REDIS_URL"), intVal("PREVIOUS_QUEUE_SHARDS", 1)
+	errs = append(errs, cfg.checkPrevious()...)
 	switch cfg.HostScope {
 	case "fleet", "process":
 	default:

@@ -101,6 +101,14 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		TaskTimeout: cfg.DeliveryTimeout + 30*time.Second,
 		MinReplicas: cfg.MinReplicas,
 	}
+	if runAPI { // migration: the API refuses ids the previous datastore holds
+		prev, closePrev, err := connectPrevious(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closePrev()
+		svc.Previous = prev
+	}
 
 	policy := &redisPolicy{store: st, log: log, m: m, allow: cfg.AllowEvicting}
 	if cfg.RedisURL != "" { // the embedded development Redis is exempt

@@ -10,7 +10,8 @@ import (
 
 // deliveredStatus completes st (id and attempt log filled in) for a delivery
 // asynq no longer holds and that has no failed record: "delivered" with
-// deliveredAt from the store's marker (kept DEDUPE_WINDOW), or ErrNotFound.
+// deliveredAt from the store's marker (kept DEDUPE_WINDOW), or else what the
+// previous datastore says (Previous, during a migration), or ErrNotFound.
 // The webhook and enqueuedAt went with asynq's completed task; the attempts
 // are what the log still holds (ATTEMPT_LOG_RETENTION after delivery).
 func (s *Service) deliveredStatus(ctx context.Context, st dispatcher.Status) (dispatcher.Status, error) {
@@ -19,7 +20,7 @@ func (s *Service) deliveredStatus(ctx context.Context, st dispatcher.Status) (di
 		return dispatcher.Status{}, fmt.Errorf("status %s: %w: %w", st.ID, dispatcher.ErrUnavailable, err)
 	}
 	if !ok {
-		return dispatcher.Status{}, fmt.Errorf("status %s: %w", st.ID, dispatcher.ErrNotFound)
+		return s.previousStatus(ctx, st.ID)
 	}
 	st.State = dispatcher.StateDelivered
 	st.DeliveredAt = timePtr(at)

@@ -48,6 +48,10 @@ type Service struct {
 	// replicated). 0 reports success as soon as the primary holds the task:
 	// replication is asynchronous, so a failover right after can lose it.
 	MinReplicas int
+	// Previous, when set, is the datastore being migrated from
+	// (PREVIOUS_REDIS_URL): Enqueue also refuses ids it holds, and Status
+	// answers from it for ids this datastore does not know.
+	Previous Previous
 	// Unsafe, when set, is asked by Ping: a non-nil answer (Redis may evict
 	// accepted deliveries) makes the service not ready.
 	Unsafe func() error
@@ -69,6 +73,8 @@ func (s *Service) schedule() schedule.Schedule {
 // delivered within the retention, or failed), and dispatcher.ErrUnavailable otherwise.
 // A failed delivery's id stays reserved while its failed record exists
 // (store.Reserved), whether or not asynq's archive still holds the task.
+// With Previous set, an id the previous datastore holds is a duplicate too,
+// and one it cannot be asked about is ErrUnavailable.
 func (s *Service) Enqueue(ctx context.Context, d dispatcher.Delivery) error {
 	// One deadline for the reservation check and the enqueue: a stalled
 	// Redis gets the caller a 503 within EnqueueTimeout, not go-redis's own
@@ -81,6 +87,9 @@ func (s *Service) Enqueue(ctx context.Context, d dispatcher.Delivery) error {
 	}
 	if reserved {
 		return fmt.Errorf("enqueue %s: %w", d.ID, dispatcher.ErrDuplicate)
+	}
+	if err := s.checkPrevious(ctx, d.ID); err != nil {
+		return err
 	}
 	return s.enqueue(ctx, d)
 }
