@@ -2,6 +2,8 @@ package test
 
 import (
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -176,4 +178,80 @@ func TestMigrationToCluster(t *testing.T) {
 	if n := countPath(rc, "/fail/retrying"); n != 1 {
 		t.Errorf("old-retrying was attempted %d times, want 1 (its retry is an hour away)", n)
 	}
+}
+
+// TestMigrationEnqueueCost measures what PREVIOUS_REDIS_URL costs an enqueue:
+// two APIs on the same new Redis, one asking the previous Redis too,
+// enqueue alternately (single requests, then batches of 100); it logs the
+// median single-enqueue latency and the batch rate of each. It checks that
+// the previous Redis is asked once per id (its command count grows) and is
+// never written to (its key count stays), and that every id is accepted.
+func TestMigrationEnqueueCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a latency measurement")
+	}
+	rc := testenv.NewReceiver(t, nil)
+	old, cur := testenv.StartRedis(t, testenv.RedisOptions{}), testenv.StartRedis(t, testenv.RedisOptions{})
+	env := []string{"REDIS_URL=" + cur.URL(), "WEBHOOK_CA_FILE=" + rc.CAFile}
+	plain := testenv.StartDispatcher(t, "api", env...)
+	migrating := testenv.StartDispatcher(t, "api", append(env, "PREVIOUS_REDIS_URL="+old.URL())...)
+	oldKeys := redisDo(t, old, "DBSIZE")
+	statsBefore, err := old.Info("stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const singles, batches, batchSize = 400, 10, 100
+	lat := map[*testenv.Dispatcher][]time.Duration{}
+	for i := range 2 * singles {
+		d := []*testenv.Dispatcher{plain, migrating}[i%2]
+		id := "cost-" + strconv.Itoa(i)
+		start := time.Now()
+		resp := d.Call(t, http.MethodPost, "/v1/deliveries", testenv.Delivery(rc.URL, id))
+		lat[d] = append(lat[d], time.Since(start))
+		if resp.Status != http.StatusAccepted {
+			t.Fatalf("enqueue %s: %d %s", id, resp.Status, resp.Body)
+		}
+	}
+	took := map[*testenv.Dispatcher]time.Duration{}
+	for b := range 2 * batches {
+		d := []*testenv.Dispatcher{plain, migrating}[b%2]
+		items := make([]any, batchSize)
+		for i := range items {
+			items[i] = testenv.Delivery(rc.URL, "cost-b"+strconv.Itoa(b)+"-"+strconv.Itoa(i))
+		}
+		start := time.Now()
+		status, results := postBatch(t, d, items)
+		took[d] += time.Since(start)
+		if status != http.StatusOK || len(results) != batchSize {
+			t.Fatalf("batch %d: status %d, %d results", b, status, len(results))
+		}
+		for _, r := range results {
+			if r.Status != http.StatusAccepted {
+				t.Fatalf("batch %d item %s: %d %s", b, r.ID, r.Status, r.Error)
+			}
+		}
+	}
+
+	statsAfter, err := old.Info("stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := strconv.Atoi(statsBefore["total_commands_processed"])
+	after, _ := strconv.Atoi(statsAfter["total_commands_processed"])
+	if asked := singles + batches*batchSize; after-before < asked {
+		t.Errorf("the previous Redis processed %d commands for %d enqueues: not asked once per id", after-before, asked)
+	}
+	if got := redisDo(t, old, "DBSIZE"); got != oldKeys {
+		t.Errorf("the previous Redis was written to: DBSIZE %s, was %s", got, oldKeys)
+	}
+	median := func(ds []time.Duration) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	t.Logf("single enqueue, median of %d: %s without PREVIOUS_REDIS_URL, %s with it; batches of %d: %.0f/s without, %.0f/s with; previous Redis: %.1f commands per id",
+		singles, median(lat[plain]), median(lat[migrating]), batchSize,
+		float64(batches*batchSize)/took[plain].Seconds(), float64(batches*batchSize)/took[migrating].Seconds(),
+		float64(after-before)/float64(singles+batches*batchSize))
 }
