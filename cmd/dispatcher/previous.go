@@ -105,6 +105,29 @@ func (c config) checkPrevious() []error {
 	}
 	if c.PreviousRedisURL == c.RedisURL && c.PreviousShards == c.QueueShards {
 		errs = append(errs, errors.New("PREVIOUS_REDIS_URL with PREVIOUS_QUEUE_SHARDS names this datastore itself: set them to the datastore being moved away from"))
+	} else if c.PreviousRedisURL == c.RedisURL {
+		if q := sharedQueue(c.PreviousShards, c.QueueShards); q != "" {
+			errs = append(errs, fmt.Errorf("PREVIOUS_QUEUE_SHARDS %d and QUEUE_SHARDS %d on the same Redis share queue %s: use a new datastore (or another database) for the new shard count", c.PreviousShards, c.QueueShards, q))
+		}
 	}
 	return errs
+}
+
+// sharedQueue returns a queue name the layouts of a and b shards both use
+// ("" when none, or when either count is out of range). Two shard counts on
+// one datastore must not share a queue: each fleet would take the other's
+// tasks and keys.
+func sharedQueue(a, b int) string {
+	la, errA := queue.NewLayout(a, false)
+	lb, errB := queue.NewLayout(b, false)
+	if errA != nil || errB != nil {
+		return ""
+	}
+	names := la.Names()
+	for _, q := range lb.NamesInOrder() {
+		if _, ok := names[q]; ok {
+			return q
+		}
+	}
+	return ""
 }

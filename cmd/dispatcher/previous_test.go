@@ -39,6 +39,10 @@ func TestPreviousConfig(t *testing.T) {
 		{"zero shards", "api", nil, map[string]string{"PREVIOUS_REDIS_URL": "redis://127.0.0.1:6379", "PREVIOUS_QUEUE_SHARDS": "0"}, "", 0, "PREVIOUS_QUEUE_SHARDS"},
 		{"too many shards", "api", nil, map[string]string{"PREVIOUS_REDIS_URL": "redis://127.0.0.1:6379", "PREVIOUS_QUEUE_SHARDS": "5000"}, "", 0, "PREVIOUS_QUEUE_SHARDS"},
 		{"itself", "api", nil, map[string]string{"PREVIOUS_REDIS_URL": "redis://127.0.0.1:6379", "REDIS_URL": "redis://127.0.0.1:6379"}, "", 0, "names this datastore itself"},
+		{"same redis, shard counts sharing a queue", "api", nil, map[string]string{"PREVIOUS_REDIS_URL": "redis://127.0.0.1:6379", "REDIS_URL": "redis://127.0.0.1:6379", "PREVIOUS_QUEUE_SHARDS": "48", "QUEUE_SHARDS": "64"},
+			"", 0, "share queue webhooks:"},
+		{"other redis, shard counts sharing a queue", "api", nil, map[string]string{"PREVIOUS_REDIS_URL": "redis://127.0.0.1:6380", "REDIS_URL": "redis://127.0.0.1:6379", "PREVIOUS_QUEUE_SHARDS": "48", "QUEUE_SHARDS": "64"},
+			"redis://127.0.0.1:6380", 48, ""},
 		{"same redis, new shard count", "api", nil, map[string]string{"PREVIOUS_REDIS_URL": "redis://127.0.0.1:6379", "REDIS_URL": "redis://127.0.0.1:6379", "QUEUE_SHARDS": "4"},
 			"redis://127.0.0.1:6379", 1, ""},
 	}
