@@ -27,8 +27,11 @@ type Primary struct {
 	Addr  string
 	Slots []SlotRange // cluster only
 	// Replicas counts the replicas reported healthy: health "online" in
-	// CLUSTER SHARDS (listed at all in CLUSTER SLOTS, which leaves failed
-	// nodes out), state=online in INFO replication outside a cluster.
+	// CLUSTER SHARDS (not "fail", nor "loading", which Redis reports for a
+	// replica at replication offset 0: still syncing, or on a new idle
+	// cluster until the primary's first replication ping), listed at all in
+	// CLUSTER SLOTS (which leaves failed nodes out), state=online in INFO
+	// replication outside a cluster.
 	Replicas int
 }
 
@@ -96,7 +99,7 @@ func isUnknownCommand(err error) bool {
 
 // layoutFromShards turns a CLUSTER SHARDS reply into a Layout: one primary
 // per shard that serves slots (a shard without slots serves nothing), its
-// replicas counted when their health is "online" ("failed" and "loading"
+// replicas counted when their health is "online" ("fail" and "loading"
 // ones are not).
 func layoutFromShards(shards []redis.ClusterShard) Layout {
 	l := Layout{Cluster: true}

@@ -17,7 +17,7 @@ func TestLayoutFromShards(t *testing.T) {
 	shards := []redis.ClusterShard{
 		{ // listed first but sorts last: primaries are ordered by address
 			Slots: []redis.SlotRange{{Start: 10923, End: 16383}},
-			Nodes: []redis.Node{node("127.0.0.1", 7002, "master", "online"), node("127.0.0.1", 7005, "replica", "failed")},
+			Nodes: []redis.Node{node("127.0.0.1", 7002, "master", "online"), node("127.0.0.1", 7005, "replica", "fail")},
 		},
 		{
 			Slots: []redis.SlotRange{{Start: 0, End: 5460}, {Start: 16000, End: 16000}},
