@@ -199,3 +199,26 @@ func TestSingleRedisTopologyMetrics(t *testing.T) {
 		return s[`webhook_redis_primaries_without_replica{topology="single"}`] == 0
 	})
 }
+
+// TestSentinelTopologyMetrics: behind Sentinel the watcher reports topology
+// sentinel, 1 primary named by its master name, and the primary's replicas:
+// one, then none once it is SIGKILLed.
+func TestSentinelTopologyMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis, a replica, three sentinels and the binary")
+	}
+	_, replicas, sentinels := startReplicated(t, 1)
+	d := testenv.StartDispatcher(t, "api", "REDIS_URL="+sentinels.URL())
+	url := d.MetricsURL + "/metrics"
+	s := waitSeries(t, url, 30*time.Second, "1 sentinel primary with a replica", func(s map[string]float64) bool {
+		v, ok := s[`webhook_redis_primaries_without_replica{topology="sentinel"}`]
+		return s[`webhook_redis_primaries{topology="sentinel"}`] == 1 && ok && v == 0
+	})
+	if want := `webhook_queue_primary{primary="sentinel master ` + sentinels.Name + `",queue="webhooks"}`; s[want] != 1 {
+		t.Errorf("want %s 1; got:\n%s", want, topologyDump(s))
+	}
+	replicas[0].Kill()
+	waitSeries(t, url, 30*time.Second, "the primary without its replica", func(s map[string]float64) bool {
+		return s[`webhook_redis_primaries_without_replica{topology="sentinel"}`] == 1
+	})
+}
