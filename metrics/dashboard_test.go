@@ -32,7 +32,16 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg, BuildInfo{Version: "test", Commit: "none", GoVersion: "go"})
 	_, insp := startQueue(t, 3)
-	reg.MustRegister(NewQueueCollector(insp, testQueue))
+	// A second shard whose workers keep delivering (asynq's counters grow at each read) and
+	// the layout that maps both shards to primaries, for the per-primary panels.
+	reg.MustRegister(&queuesCollector{each: []*queueCollector{
+		newQueueCollector(insp, testQueue, queueTimeout, queueMaxAge),
+		newQueueCollector(&growingInspector{}, "webhooks:1:7", time.Second, 0),
+	}})
+	m.SetTopology(Topology{Kind: TopologyCluster, Primaries: 2, WithoutReplica: 1, QueuePrimary: map[string]string{
+		testQueue: "127.0.0.1:7000", "webhooks:1:7": "127.0.0.1:7001",
+	}}, time.Now())
+	m.TopologyReadFailed()
 	srv := httptest.NewServer(Handler(reg)) // 127.0.0.1
 	t.Cleanup(srv.Close)
 
@@ -103,7 +112,8 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 		}
 	}
 	want := []string{"WebhookBacklogAgeGrowing", "WebhookDeliveryFailureRatioHigh", "WebhookReconcilerRepairing",
-		"WebhookRedisEvicting", "WebhookRedisUnreachable", "WebhookRetriesExhausting", "WebhookWorkersDown"}
+		"WebhookRedisEvicting", "WebhookRedisPrimaryWithoutReplica", "WebhookRedisTopologyReadErrors",
+		"WebhookRedisTopologyStale", "WebhookRedisUnreachable", "WebhookRetriesExhausting", "WebhookWorkersDown"}
 	slices.Sort(alerts)
 	if !slices.Equal(alerts, want) {
 		t.Errorf("alerts loaded: %v, want %v", alerts, want)

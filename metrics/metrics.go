@@ -51,6 +51,7 @@ type Metrics struct {
 	concurrency      prometheus.Gauge
 	redisUp          prometheus.Gauge
 	reconcile        reconcileMetrics
+	topology         *topologyCollector
 }
 
 // BuildInfo is exported as the labels of webhook_build_info. Empty fields are exported as
@@ -161,6 +162,8 @@ func New(reg *prometheus.Registry, build BuildInfo) *Metrics {
 	m.attemptDuration.WithLabelValues("success")
 	m.attemptDuration.WithLabelValues("failure")
 	m.reconcile = newReconcileMetrics(reg)
+	m.topology = &topologyCollector{}
+	reg.MustRegister(m.topology)
 	return m
 }
 

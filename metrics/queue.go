@@ -37,6 +37,12 @@ var (
 		[]string{"queue"}, nil)
 	queueErrorsDesc = prometheus.NewDesc(namespace+"_queue_inspect_errors_total",
 		"Failed or timed-out reads of the queue state from Redis.", []string{"queue"}, nil)
+	queueAttemptsDesc = prometheus.NewDesc(namespace+"_queue_attempts_total",
+		"Attempts on the queue's tasks that ended, delivered or failed (deferrals excluded): asynq's processed count, kept in Redis since the queue was created.",
+		[]string{"queue"}, nil)
+	queueFailedAttemptsDesc = prometheus.NewDesc(namespace+"_queue_failed_attempts_total",
+		"Attempts on the queue's tasks that failed (retried or given up): asynq's failed count, kept in Redis since the queue was created.",
+		[]string{"queue"}, nil)
 )
 
 // queueCollector reads the queue state on scrape. At most one read runs at a time: scrapes
@@ -70,6 +76,8 @@ type queueSnapshot struct {
 //	webhook_queue_oldest_pending_age_seconds{queue}
 //	webhook_queue_up{queue}                          0 when Redis failed or took over 800ms
 //	webhook_queue_inspect_errors_total{queue}
+//	webhook_queue_attempts_total{queue}              asynq's processed count: attempts that ended
+//	webhook_queue_failed_attempts_total{queue}       asynq's failed count
 //
 // While the queue cannot be read only queue_up (0) and the error counter are exported:
 // no stale numbers. A queue that has never held a task does not exist in Redis yet; it is
@@ -91,6 +99,8 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueAgeDesc
 	ch <- queueUpDesc
 	ch <- queueErrorsDesc
+	ch <- queueAttemptsDesc
+	ch <- queueFailedAttemptsDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -110,6 +120,8 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(queueTasksDesc, prometheus.GaugeValue, float64(s.n), c.queue, s.state)
 		}
 		ch <- prometheus.MustNewConstMetric(queueAgeDesc, prometheus.GaugeValue, info.Latency.Seconds(), c.queue)
+		ch <- prometheus.MustNewConstMetric(queueAttemptsDesc, prometheus.CounterValue, float64(info.ProcessedTotal), c.queue)
+		ch <- prometheus.MustNewConstMetric(queueFailedAttemptsDesc, prometheus.CounterValue, float64(info.FailedTotal), c.queue)
 	}
 	ch <- prometheus.MustNewConstMetric(queueUpDesc, prometheus.GaugeValue, up, c.queue)
 	ch <- prometheus.MustNewConstMetric(queueErrorsDesc, prometheus.CounterValue, errCount, c.queue)

@@ -31,6 +31,8 @@ func (c *queuesCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueAgeDesc
 	ch <- queueUpDesc
 	ch <- queueErrorsDesc
+	ch <- queueAttemptsDesc
+	ch <- queueFailedAttemptsDesc
 }
 
 // Collect implements prometheus.Collector.
