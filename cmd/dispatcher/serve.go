@@ -161,7 +161,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 	start("redis ping", func() error { pingLoop(ctx, rdb, m, log.With("redis_addr", redisAddr(redisOpt))); return nil })
 	if cfg.RedisURL != "" {
 		start("redis policy", func() error { policy.run(ctx, cfg.reconcileInterval()); return nil })
-		topo := newTopologyWatcher(redisOpt, st, m, log)
+		topo := newTopologyWatcher(redisOpt, st, layout.NamesInOrder(), m, log)
 		start("redis topology", func() error { topo.run(ctx, topologyInterval); return nil })
 	}
 

@@ -92,11 +92,11 @@ func topologyReading(l store.Layout, kind, server string, queues []string) metri
 	return t
 }
 
-// newTopologyWatcher returns the watcher for the Redis behind opt, over every
-// queue shard. The embedded development Redis is not watched (it has no INFO
+// newTopologyWatcher returns the watcher for the Redis behind opt, mapping
+// each of queues (the layout's shard names) to its primary. The embedded development Redis is not watched (it has no INFO
 // replication).
-func newTopologyWatcher(opt asynq.RedisConnOpt, st *store.Store, m *metrics.Metrics, log *slog.Logger) *topologyWatcher {
-	w := &topologyWatcher{store: st, kind: metrics.TopologySingle, queues: queue.NamesInOrder(), m: m, log: log}
+func newTopologyWatcher(opt asynq.RedisConnOpt, st *store.Store, queues []string, m *metrics.Metrics, log *slog.Logger) *topologyWatcher {
+	w := &topologyWatcher{store: st, kind: metrics.TopologySingle, queues: queues, m: m, log: log}
 	switch o := opt.(type) {
 	case asynq.RedisClientOpt:
 		w.server = o.Addr
