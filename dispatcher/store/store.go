@@ -44,10 +44,14 @@ type Store struct {
 	markerBuckets   int
 	deliveredLogTTL time.Duration
 
-	startWriter sync.Once
-	appends     chan appendRequest
-	stop        chan struct{}
-	stopped     chan struct{}
+	// One group-commit writer per shard tag, started on first use: a
+	// pipeline of one shard's entries goes to one node, so a dead or slow
+	// primary holds up only the writes of its own shards.
+	writersMu sync.Mutex
+	writers   map[string]chan appendRequest
+	closed    bool
+	stop      chan struct{}
+	running   sync.WaitGroup
 }
 
 type appendRequest struct {
@@ -67,35 +71,58 @@ func New(rdb redis.UniversalClient, logTTL time.Duration) *Store {
 	}
 	return &Store{rdb: rdb, keys: defaultKeyspace, logTTL: logTTL,
 		tag: func(string) string { return "" }, tags: []string{""},
-		appends: make(chan appendRequest), stop: make(chan struct{}), stopped: make(chan struct{})}
+		writers: map[string]chan appendRequest{}, stop: make(chan struct{})}
 }
 
 // Close stops the attempt-log writer; AppendAttempt fails afterwards.
 func (s *Store) Close() {
-	s.startWriter.Do(func() { close(s.stopped) }) // never started: nothing to wait for
-	select {
-	case <-s.stop:
-	default:
+	s.writersMu.Lock()
+	if !s.closed {
+		s.closed = true
 		close(s.stop)
 	}
-	<-s.stopped
+	s.writersMu.Unlock()
+	s.running.Wait()
+}
+
+// writer returns the channel of tag's attempt-log writer, starting it on
+// first use; ok is false after Close.
+func (s *Store) writer(tag string) (ch chan appendRequest, ok bool) {
+	s.writersMu.Lock()
+	defer s.writersMu.Unlock()
+	if s.closed {
+		return nil, false
+	}
+	if ch = s.writers[tag]; ch == nil {
+		ch = make(chan appendRequest)
+		s.writers[tag] = ch
+		s.running.Add(1)
+		go s.writeLoop(ch)
+	}
+	return ch, true
 }
 
 // ErrStoreClosed is returned by AppendAttempt after Close.
 var ErrStoreClosed = errors.New("store: closed")
 
 // AppendAttempt adds a to id's attempt log and returns once Redis holds it.
-// Concurrent calls share one pipeline (a group commit): under load a worker
-// makes one Redis round trip for many deliveries' log entries, not one each.
+// Concurrent calls for ids of one shard share one pipeline (a group commit):
+// under load a worker makes one Redis round trip for many deliveries' log
+// entries, not one each. Shards do not share pipelines, so on a cluster a
+// primary that is down stalls only its own shards' writes.
 func (s *Store) AppendAttempt(ctx context.Context, id string, a dispatcher.Attempt) error {
 	entry, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("encode attempt for %s: %w", id, err)
 	}
-	s.startWriter.Do(func() { go s.writeLoop() })
-	req := appendRequest{key: s.keys.attempts(s.tag(id), id), entry: entry, done: make(chan error, 1)}
+	tag := s.tag(id)
+	ch, ok := s.writer(tag)
+	if !ok {
+		return ErrStoreClosed
+	}
+	req := appendRequest{key: s.keys.attempts(tag, id), entry: entry, done: make(chan error, 1)}
 	select {
-	case s.appends <- req:
+	case ch <- req:
 	case <-s.stop:
 		return ErrStoreClosed
 	case <-ctx.Done():
@@ -112,23 +139,23 @@ func (s *Store) AppendAttempt(ctx context.Context, id string, a dispatcher.Attem
 	}
 }
 
-// writeLoop takes the first waiting write, gathers whatever else is waiting,
-// and sends them all in one plain pipeline (no MULTI/EXEC: the entries need no
-// isolation from each other).
-func (s *Store) writeLoop() {
-	defer close(s.stopped)
+// writeLoop serves one shard's writes: it takes the first waiting write,
+// gathers whatever else is waiting, and sends them all in one plain pipeline
+// (no MULTI/EXEC: the entries need no isolation from each other).
+func (s *Store) writeLoop(appends chan appendRequest) {
+	defer s.running.Done()
 	batch := make([]appendRequest, 0, maxAppendBatch)
 	for {
 		select {
 		case <-s.stop:
 			return
-		case r := <-s.appends:
+		case r := <-appends:
 			batch = append(batch[:0], r)
 		}
 	gather:
 		for len(batch) < maxAppendBatch {
 			select {
-			case r := <-s.appends:
+			case r := <-appends:
 				batch = append(batch, r)
 			default:
 				break gather

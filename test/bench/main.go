@@ -28,6 +28,10 @@
 //     endpoint that never answers, against the same load with that half going
 //     to a second healthy endpoint; targets ≥ 0.8× and ≤ 2×.
 //  8. scale-out: the drain with two worker processes against one.
+//  9. failover (full mode, or -only failover): a 3+3 Redis Cluster, 48
+//     shards, the primary holding the most shards SIGKILLed mid-drain:
+//     live primaries' groups' rate during the outage, time from promotion
+//     back to 0.9× the rate before, acknowledged deliveries lost.
 package main
 
 import (
