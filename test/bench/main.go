@@ -28,6 +28,11 @@
 //     endpoint that never answers, against the same load with that half going
 //     to a second healthy endpoint; targets ≥ 0.8× and ≤ 2×.
 //  8. scale-out: the drain with two worker processes against one.
+//  9. Redis Cluster: the drain with QUEUE_SHARDS 1, 16, 48 on one Redis and
+//     16, 48 on a 3-primary cluster (no replicas) against one Redis with one
+//     shard; each primary's share of the commands (INFO stats) and Redis CPU
+//     per 1k deliveries per node (INFO cpu); the fleet cap against a cap per
+//     process on both.
 package main
 
 import (

@@ -37,7 +37,7 @@ type Options struct {
 	DrainDestinations int
 
 	// Only, when not empty, limits the run to these steps: drain, api, batch,
-	// latency, memory, rss, isolation, scaleout, profile.
+	// latency, memory, rss, isolation, scaleout, cluster, profile.
 	Only map[string]bool
 
 	ProfileDir string    // when set, CPU profiles of the worker and the API are written here
@@ -144,6 +144,7 @@ func (b *bench) steps() []step {
 		{"rss", "RSS at 200 (6)", b.rss},
 		{"isolation", "isolation (7)", b.isolation},
 		{"scaleout", "scale-out (8)", b.scaleOut},
+		{"cluster", "Redis Cluster (9)", b.cluster},
 		{"profile", "profiles", b.profiles},
 	}
 }
