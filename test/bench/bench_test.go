@@ -19,6 +19,7 @@ func TestQuick(t *testing.T) {
 		t.Skip("starts redis-server and dispatcher processes; skipped under -short")
 	}
 	testenv.LookPath(t, "redis-server") // skips, or fails under CI=true
+	testenv.LookPath(t, "redis-cli")    // the cluster step's redis-cli --cluster create
 	if os.Getenv("DISPATCHER_BIN") == "" {
 		testenv.LookPath(t, "go") // builds ./cmd/dispatcher
 	}
@@ -43,7 +44,7 @@ func TestQuick(t *testing.T) {
 	}
 
 	// Every scenario must have produced numbers.
-	want := map[string]int{"1": 1, "2": 1, "3": 3, "4": 3, "5": 4, "6": 6, "7": 3, "8": 1}
+	want := map[string]int{"1": 1, "2": 1, "3": 3, "4": 3, "5": 4, "6": 6, "7": 3, "8": 1, "9": 22}
 	got := map[string]int{}
 	for _, row := range rep.Rows {
 		got[row.Scenario]++

@@ -153,7 +153,7 @@ func (b *bench) failover(ctx context.Context) error {
 	for _, v := range []struct {
 		scenario     string
 		fullCoverage bool
-	}{{"9", true}, {"9b", false}} {
+	}{{"10", true}, {"10b", false}} {
 		var rs []failoverResult
 		for rep := range min(b.o.Repeat, failoverRepeat) {
 			run++

@@ -28,7 +28,12 @@
 //     endpoint that never answers, against the same load with that half going
 //     to a second healthy endpoint; targets ≥ 0.8× and ≤ 2×.
 //  8. scale-out: the drain with two worker processes against one.
-//  9. failover (full mode, or -only failover): a 3+3 Redis Cluster, 48
+//  9. Redis Cluster: the drain with QUEUE_SHARDS 1, 16, 48 on one Redis and
+//     16, 48 on a 3-primary cluster (no replicas) against one Redis with one
+//     shard; each primary's share of the commands (INFO stats) and Redis CPU
+//     per 1k deliveries per node (INFO cpu); the fleet cap against a cap per
+//     process on both.
+// 10. failover (full mode, or -only failover): a 3+3 Redis Cluster, 48
 //     shards, the primary holding the most shards SIGKILLed mid-drain:
 //     live primaries' groups' rate during the outage, time from promotion
 //     back to 0.9× the rate before, acknowledged deliveries lost.

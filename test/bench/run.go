@@ -37,6 +37,7 @@ type Options struct {
 	DrainDestinations int
 
 	// Only, when not empty, limits the run to these steps: drain, api, batch,
+	// latency, memory, rss, isolation, scaleout, cluster, profile.
 	// latency, memory, rss, isolation, scaleout, failover, profile.
 	Only map[string]bool
 
@@ -144,7 +145,8 @@ func (b *bench) steps() []step {
 		{"rss", "RSS at 200 (6)", b.rss},
 		{"isolation", "isolation (7)", b.isolation},
 		{"scaleout", "scale-out (8)", b.scaleOut},
-		{"failover", "cluster failover (9)", b.failover},
+		{"cluster", "Redis Cluster (9)", b.cluster},
+		{"failover", "cluster failover (10)", b.failover},
 		{"profile", "profiles", b.profiles},
 	}
 }
