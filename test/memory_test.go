@@ -234,3 +234,66 @@ func TestMemoryPerDeliveredID(t *testing.T) {
 		t.Errorf("delivered id after retention: %.0f bytes, want ≤ 64", marker)
 	}
 }
+
+// TestMemoryPerFailedDelivery measures what a failed delivery costs in Redis
+// while it stays listed and redeliverable (FAILED_RETENTION, 30 days by
+// default): asynq's archived task, the failed record and its index entry, and
+// the attempt log of its ten attempts (2,000 deliveries, ~300-byte bodies,
+// 24-character ids, a receiver answering 500 with a short body). The issue
+// sets no budget for failed deliveries; the README's "Scale" section sizes
+// the failed set at 6 KB each, measured here at ~5.2 KB: the attempt log
+// (~270 B per JSON entry) is half of it.
+func TestMemoryPerFailedDelivery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes 20,000 failing attempts")
+	}
+	redis := testenv.StartRedis(t, testenv.RedisOptions{})
+	rc := testenv.NewReceiver(t, testenv.Status(http.StatusInternalServerError))
+	env := []string{"REDIS_URL=" + redis.URL(), "WEBHOOK_CA_FILE=" + rc.CAFile,
+		"RETRY_SCHEDULE=1s,1s,1s,1s,1s,1s,1s,1s,1s"}
+	api := testenv.StartDispatcher(t, "api", env...)
+	const n = 2000
+	before, clientsBefore := usedMemory(t, redis), clientMemory(t, redis)
+	var items []any
+	for i := range n {
+		items = append(items, testenv.Delivery(rc.URL, fmt.Sprintf("507f1f77bcf86cd7%08x", i*7919)))
+		if len(items) == 500 {
+			if status, results := postBatch(t, api, items); status != http.StatusOK || results[len(results)-1].Status != http.StatusAccepted {
+				t.Fatalf("batch: %d", status)
+			}
+			items = nil
+		}
+	}
+	testenv.StartDispatcher(t, "worker", env...)
+	for deadline := time.Now().Add(240 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		got, err := redis.Do("ZCARD", "webhook:failed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == int64(n) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v of %d deliveries failed after 240 s", got, n)
+		}
+	}
+	if got := len(rc.Requests()); got != n*10 {
+		t.Fatalf("receiver saw %d POSTs, want %d (ten attempts each)", got, n*10)
+	}
+	// Where one failed delivery's bytes are, key by key (MEMORY USAGE).
+	id := fmt.Sprintf("507f1f77bcf86cd7%08x", 0)
+	for _, key := range []string{asynqKey("t:" + id), "webhook:failed:" + id, "webhook:attempts:" + id} {
+		got, err := redis.Do("MEMORY", "USAGE", key)
+		if err != nil || got == nil {
+			t.Fatalf("MEMORY USAGE %s: %v %v", key, got, err)
+		}
+		t.Logf("MEMORY USAGE %s: %v B", key, got)
+	}
+	used, clients := usedMemory(t, redis), clientMemory(t, redis)
+	t.Logf("used_memory grew %d B, of which connection buffers %d B", used-before, clients-clientsBefore)
+	perID := float64((used-before)-(clients-clientsBefore)) / n
+	t.Logf("failed (archived task, failed record and index entry, ten-entry attempt log): %.0f bytes per delivery", perID)
+	if perID > 6144 {
+		t.Errorf("failed: %.0f bytes per delivery, want ≤ 6 KB", perID)
+	}
+}
