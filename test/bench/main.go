@@ -33,7 +33,7 @@
 //     shard; each primary's share of the commands (INFO stats) and Redis CPU
 //     per 1k deliveries per node (INFO cpu); the fleet cap against a cap per
 //     process on both.
-// 10. failover (full mode, or -only failover): a 3+3 Redis Cluster, 48
+//  10. failover (full mode, or -only failover): a 3+3 Redis Cluster, 48
 //     shards, the primary holding the most shards SIGKILLed mid-drain:
 //     live primaries' groups' rate during the outage, time from promotion
 //     back to 0.9× the rate before, acknowledged deliveries lost.
