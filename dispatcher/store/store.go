@@ -54,6 +54,9 @@ type appendRequest struct {
 	key   string
 	entry []byte
 	done  chan error
+	// id and deliveredAt, when set, add id's delivered marker (AppendDelivered).
+	id          string
+	deliveredAt time.Time
 }
 
 // maxAppendBatch bounds how many attempt-log writes share one pipeline.
@@ -88,12 +91,19 @@ var ErrStoreClosed = errors.New("store: closed")
 // Concurrent calls share one pipeline (a group commit): under load a worker
 // makes one Redis round trip for many deliveries' log entries, not one each.
 func (s *Store) AppendAttempt(ctx context.Context, id string, a dispatcher.Attempt) error {
+	return s.appendAttempt(ctx, id, a, time.Time{})
+}
+
+// appendAttempt is AppendAttempt, also writing id's delivered marker at
+// deliveredAt unless it is zero (AppendDelivered).
+func (s *Store) appendAttempt(ctx context.Context, id string, a dispatcher.Attempt, deliveredAt time.Time) error {
 	entry, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("encode attempt for %s: %w", id, err)
 	}
 	s.startWriter.Do(func() { go s.writeLoop() })
-	req := appendRequest{key: s.keys.attempts(s.tag(id), id), entry: entry, done: make(chan error, 1)}
+	req := appendRequest{key: s.keys.attempts(s.tag(id), id), entry: entry, done: make(chan error, 1),
+		id: id, deliveredAt: deliveredAt}
 	select {
 	case s.appends <- req:
 	case <-s.stop:
@@ -140,6 +150,9 @@ func (s *Store) writeLoop() {
 				p.RPush(ctx, r.key, r.entry)
 				p.LTrim(ctx, r.key, -MaxLoggedAttempts, -1)
 				p.Expire(ctx, r.key, s.logTTL)
+				if !r.deliveredAt.IsZero() {
+					s.queueMarkDelivered(ctx, p, r.id, r.deliveredAt)
+				}
 			}
 			return nil
 		})
