@@ -33,6 +33,7 @@ var settings = []setting{
 	{"REDIS_URL_FILE", "", "FILE", "file holding REDIS_URL (one line; the container-secret convention)", "aw"},
 	{"QUEUE_SHARDS", "1", "N", "asynq queues deliveries are spread over by generation id (1 = the single queue webhooks; 48-64 on a Redis Cluster); fixed for the life of the data: every process must use the same value", "aw"},
 	{"WORKER_SHARD_GROUPS", "0", "N", "asynq servers (fetch loops) per worker process, each polling a contiguous group of at most 8 shards; 0 means ceil(QUEUE_SHARDS/8)", "w"},
+	{"WORKER_FETCH_LOOPS", "1", "N", "asynq servers (fetch loops) per shard group: one fetch loop dequeues one task per Redis round trip, more let one process drain faster; WORKER_CONCURRENCY is split among all of a process's servers", "w"},
 	{"API_ADDR", ":8080", "ADDR", "listen address of the enqueue API", "a"},
 	{"METRICS_ADDR", ":9090", "ADDR", "listen address of /metrics, /healthz and /readyz; default :9091 for api, :9090 for worker and all, so both run side by side on one host", "aw"},
 	{"API_TOKEN", "", "TOKEN", "bearer token for /v1/*; required by api; generated and printed once under all when empty. Prefer API_TOKEN_FILE or the environment: a flag value is visible in ps", "a"},
@@ -102,6 +103,7 @@ type config struct {
 	HostScope         string
 	QueueShards       int
 	ShardGroups       int
+	FetchLoops        int
 	MinReplicas       int
 	DeliveryTimeout   time.Duration
 	PollInterval      time.Duration
@@ -235,6 +237,7 @@ func loadConfig(mode string, args []string, getenv func(string) string) (config,
 		HostScope:       get("HOST_CONCURRENCY_SCOPE"),
 		QueueShards:     intVal("QUEUE_SHARDS", 1),
 		ShardGroups:     intVal("WORKER_SHARD_GROUPS", 0),
+		FetchLoops:      intVal("WORKER_FETCH_LOOPS", 1),
 		MinReplicas:     intVal("ENQUEUE_MIN_REPLICAS", 0),
 		DeliveryTimeout: durVal("DELIVERY_TIMEOUT"),
 		PollInterval:    durVal("POLL_INTERVAL"),

@@ -198,13 +198,15 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		rec := newReconciler(cfg, st, inspector, svc, log, m)
 		mux := asynq.NewServeMux()
 		mux.Handle(dispatcher.TypeDeliver, handler)
-		// One asynq server (one fetch loop) per group of at most 8 shards,
-		// sharing the handler, its store and its limiter.
+		// WORKER_FETCH_LOOPS asynq servers (one fetch loop each) per group
+		// of at most 8 shards, sharing the handler, its store and its
+		// limiter, and WORKER_CONCURRENCY among them.
 		groups := queue.Groups(cfg.ShardGroups)
+		shares := splitConcurrency(cfg.Concurrency, len(groups)*cfg.FetchLoops)
 		var queues []string
-		for _, g := range groups {
+		for i, g := range fetchGroups(groups, cfg.FetchLoops) {
 			srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{
-				Concurrency:     (cfg.Concurrency + len(groups) - 1) / len(groups),
+				Concurrency:     shares[i],
 				Queues:          g,
 				Schedule:        cfg.Schedule,
 				PollInterval:    cfg.PollInterval,
@@ -218,8 +220,10 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 				return fmt.Errorf("worker: %w", err)
 			}
 			servers = append(servers, srv)
-			for q := range g {
-				queues = append(queues, q)
+			if i%cfg.FetchLoops == 0 { // a group's queues once
+				for q := range g {
+					queues = append(queues, q)
+				}
 			}
 		}
 		if !runAPI {

@@ -1,0 +1,31 @@
+package main
+
+// fetchGroups returns each shard group loops times in a row (loops < 1
+// counts as 1): the queues of one asynq server each, so that every group is
+// polled by loops fetch loops.
+func fetchGroups(groups []map[string]int, loops int) []map[string]int {
+	loops = max(loops, 1)
+	out := make([]map[string]int, 0, len(groups)*loops)
+	for _, g := range groups {
+		for range loops {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// splitConcurrency divides total concurrent deliveries among n servers as
+// evenly as it can, so they sum to total; a server gets at least 1 (asynq
+// reads 0 as its own default), so with total < n the sum is n.
+func splitConcurrency(total, n int) []int {
+	n = max(n, 1)
+	out := make([]int, n)
+	for i := range out {
+		out[i] = total / n
+		if i < total%n {
+			out[i]++
+		}
+		out[i] = max(out[i], 1)
+	}
+	return out
+}
