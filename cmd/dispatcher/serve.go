@@ -202,9 +202,10 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		// of at most 8 shards, sharing the handler, its store and its
 		// limiter, and WORKER_CONCURRENCY among them.
 		groups := queue.Groups(cfg.ShardGroups)
-		shares := splitConcurrency(cfg.Concurrency, len(groups)*cfg.FetchLoops)
+		loops := fetchLoops(cfg.FetchLoops, len(groups), cfg.Concurrency)
+		shares := splitConcurrency(cfg.Concurrency, len(groups)*loops)
 		var queues []string
-		for i, g := range fetchGroups(groups, cfg.FetchLoops) {
+		for i, g := range fetchGroups(groups, loops) {
 			srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{
 				Concurrency:     shares[i],
 				Queues:          g,
@@ -220,7 +221,7 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 				return fmt.Errorf("worker: %w", err)
 			}
 			servers = append(servers, srv)
-			if i%cfg.FetchLoops == 0 { // a group's queues once
+			if i%loops == 0 { // a group's queues once
 				for q := range g {
 					queues = append(queues, q)
 				}
