@@ -209,13 +209,16 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 		rec := newReconciler(cfg, st, inspector, svc, log, m)
 		mux := asynq.NewServeMux()
 		mux.Handle(dispatcher.TypeDeliver, handler)
-		// One asynq server (one fetch loop) per group of at most 8 shards,
-		// sharing the handler, its store and its limiter.
+		// WORKER_FETCH_LOOPS asynq servers (one fetch loop each) per group
+		// of at most 8 shards, sharing the handler, its store and its
+		// limiter, and WORKER_CONCURRENCY among them.
 		groups := layout.Groups(cfg.ShardGroups)
+		loops := fetchLoops(cfg.FetchLoops, len(groups), cfg.Concurrency)
+		shares := splitConcurrency(cfg.Concurrency, len(groups)*loops)
 		var queues []string
-		for _, g := range groups {
+		for i, g := range fetchGroups(groups, loops) {
 			srv := asynq.NewServerFromRedisClient(rdb, worker.ServerConfig(worker.ServerOptions{
-				Concurrency:     (cfg.Concurrency + len(groups) - 1) / len(groups),
+				Concurrency:     shares[i],
 				Queues:          g,
 				Schedule:        cfg.Schedule,
 				PollInterval:    cfg.PollInterval,
@@ -229,8 +232,10 @@ func serve(ctx context.Context, mode string, cfg config, stdout, stderr io.Write
 				return fmt.Errorf("worker: %w", err)
 			}
 			servers = append(servers, srv)
-			for q := range g {
-				queues = append(queues, q)
+			if i%loops == 0 { // a group's queues once
+				for q := range g {
+					queues = append(queues, q)
+				}
 			}
 		}
 		if !runAPI {

@@ -294,7 +294,12 @@ func (a *API) prepare(req DeliveryRequest) (dispatcher.Delivery, *apiError) {
 
 // enqueue stores d and maps the outcome to an answer status.
 func (a *API) enqueue(ctx context.Context, d dispatcher.Delivery) (int, *apiError) {
-	err := a.Service.Enqueue(ctx, d)
+	return a.answer(d, a.Service.Enqueue(ctx, d))
+}
+
+// answer maps the outcome err of d's enqueue to an answer status, counting
+// and logging it.
+func (a *API) answer(d dispatcher.Delivery, err error) (int, *apiError) {
 	switch {
 	case err == nil:
 		a.count(dispatcher.ResultAccepted)
@@ -412,6 +417,10 @@ func (a *API) enqueueBatch(ctx context.Context, items []json.RawMessage) []Batch
 		todo = append(todo, i)
 	}
 
+	if bs, ok := a.Service.(BatchService); ok {
+		a.enqueueMany(ctx, bs, deliveries, todo, results)
+		return results
+	}
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex

@@ -59,6 +59,23 @@ func TestPreviousDatastore(t *testing.T) {
 	if err := svc.Enqueue(ctx, testDelivery("new-1")); err != nil {
 		t.Fatalf("Enqueue of a fresh id = %v", err)
 	}
+	// The batch path refuses what Enqueue refuses.
+	batch := []dispatcher.Delivery{testDelivery("old-pending"), testDelivery("new-b"), testDelivery("old-failed"), testDelivery("old-delivered")}
+	for i, err := range svc.EnqueueBatch(ctx, batch) {
+		id := batch[i].ID
+		if id == "new-b" {
+			if err != nil {
+				t.Errorf("EnqueueBatch: %s = %v, want stored", id, err)
+			}
+			continue
+		}
+		if !errors.Is(err, dispatcher.ErrDuplicate) {
+			t.Errorf("EnqueueBatch: %s (held by the previous datastore) = %v, want ErrDuplicate", id, err)
+		}
+		if _, err := svc.Inspector.GetTaskInfo(layout.Route(id), id); !isNotFound(err) {
+			t.Errorf("EnqueueBatch: %s was enqueued in the new datastore too (GetTaskInfo err %v)", id, err)
+		}
+	}
 	if _, err := svc.Inspector.GetTaskInfo(layout.Route("new-1"), "new-1"); err != nil {
 		t.Errorf("new-1 not in its shard's queue of the new datastore: %v", err)
 	}
@@ -89,6 +106,14 @@ func TestPreviousDatastore(t *testing.T) {
 	}
 	if _, err := svc.Inspector.GetTaskInfo(layout.Route("new-2"), "new-2"); !isNotFound(err) {
 		t.Errorf("new-2 was accepted although the previous datastore could not be asked (GetTaskInfo err %v)", err)
+	}
+	for _, err := range svc.EnqueueBatch(ctx, []dispatcher.Delivery{testDelivery("new-3")}) {
+		if !errors.Is(err, dispatcher.ErrUnavailable) {
+			t.Errorf("EnqueueBatch with the previous datastore down = %v, want ErrUnavailable", err)
+		}
+	}
+	if _, err := svc.Inspector.GetTaskInfo(layout.Route("new-3"), "new-3"); !isNotFound(err) {
+		t.Errorf("new-3 was accepted by a batch although the previous datastore could not be asked (GetTaskInfo err %v)", err)
 	}
 	if _, err := svc.Status(ctx, "never"); !errors.Is(err, dispatcher.ErrUnavailable) {
 		t.Errorf("Status(unknown) with the previous datastore down = %v, want ErrUnavailable", err)

@@ -97,39 +97,50 @@ func (s *Service) Enqueue(ctx context.Context, d dispatcher.Delivery) error {
 // enqueue stores d without looking at the store's reservations (Redeliver
 // queues a delivery whose failed record it clears afterwards).
 func (s *Service) enqueue(ctx context.Context, d dispatcher.Delivery) error {
+	ctx, cancel := context.WithTimeout(ctx, s.enqueueTimeout())
+	defer cancel()
+	conflict, err := s.put(ctx, d)
+	if err != nil {
+		return err
+	}
+	// A resend after a 503 may find what the first try stored (conflict):
+	// it is a duplicate only once that is as durable as an acceptance.
+	if err := s.waitReplicas(ctx, d.ID); err != nil {
+		return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
+	}
+	if conflict {
+		return fmt.Errorf("enqueue %s: %w", d.ID, dispatcher.ErrDuplicate)
+	}
+	return nil
+}
+
+// put stores d.Secret (if any) and then d's task, without waiting for
+// replicas; conflict reports that asynq already holds a task with d's id.
+// Errors wrap dispatcher.ErrUnavailable (or are d's own encoding error).
+func (s *Service) put(ctx context.Context, d dispatcher.Delivery) (conflict bool, err error) {
 	if d.EnqueuedAt.IsZero() {
 		d.EnqueuedAt = time.Now().UTC()
 	}
 	task, err := dispatcher.NewTask(d)
 	if err != nil {
-		return err
+		return false, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.enqueueTimeout())
-	defer cancel()
 	if !d.Secret.IsZero() {
 		// Before the task, so no worker finds a signed task without its
 		// secret. A resend of the id (409) replaces it: the newest secret
 		// the caller gave is the one the receiver holds.
 		if err := s.Store.SetSecret(ctx, d.ID, d.Secret); err != nil {
-			return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
+			return false, fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
 		}
 	}
 	_, err = s.Client.EnqueueContext(ctx, task, s.options(d.ID)...)
 	switch {
 	case err == nil:
-		if err := s.waitReplicas(ctx, d.ID); err != nil {
-			return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
-		}
-		return nil
+		return false, nil
 	case errors.Is(err, asynq.ErrTaskIDConflict):
-		// A resend after a 503 may find what the first try stored: it is a
-		// duplicate only once that is as durable as an acceptance.
-		if err := s.waitReplicas(ctx, d.ID); err != nil {
-			return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
-		}
-		return fmt.Errorf("enqueue %s: %w", d.ID, dispatcher.ErrDuplicate)
+		return true, nil
 	default:
-		return fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
+		return false, fmt.Errorf("enqueue %s: %w: %w", d.ID, dispatcher.ErrUnavailable, err)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 )
 
 // Delivered markers: what the store keeps of a delivered delivery once
@@ -83,7 +85,36 @@ func dayOf(t time.Time) int64 { return t.UnixMilli() / day.Milliseconds() }
 // logs' lifetime (Dedupe), in one transaction. A later marker of the same
 // id (a redelivery) replaces an earlier one of the same day.
 func (s *Store) MarkDelivered(ctx context.Context, id string, at time.Time) error {
-	tag := s.tag(id) // one slot: the transaction is allowed on a cluster
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		s.queueMarkDelivered(ctx, p, id, at)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark %s delivered: %w", id, err)
+	}
+	return nil
+}
+
+// AppendDelivered is AppendAttempt of a delivered attempt a together with
+// MarkDelivered(id, a.EndedAt): the log entry and the marker go in the same
+// group-committed pipeline, one Redis round trip shared with other
+// deliveries' log writes instead of one more per delivery. The writes are
+// not one transaction: should the connection break between them, the
+// caller's retry writes them again (the log read skips a repeated entry,
+// and the marker write is idempotent).
+func (s *Store) AppendDelivered(ctx context.Context, id string, a dispatcher.Attempt) error {
+	at := a.EndedAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	return s.appendAttempt(ctx, id, a, at)
+}
+
+// queueMarkDelivered queues on p MarkDelivered's writes, all in id's shard
+// slot: the marker, its day hash's expiry, and the attempt log's expiry
+// (after any other expiry of the log queued before it).
+func (s *Store) queueMarkDelivered(ctx context.Context, p redis.Pipeliner, id string, at time.Time) {
+	tag := s.tag(id)
 	d := dayOf(at)
 	key := s.keys.delivered(tag, d, s.bucket(id))
 	expireAt := time.UnixMilli((d + 1) * day.Milliseconds()).Add(s.window())
@@ -91,16 +122,9 @@ func (s *Store) MarkDelivered(ctx context.Context, id string, at time.Time) erro
 	if logTTL <= 0 {
 		logTTL = DefaultDeliveredLogTTL
 	}
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, id, at.UnixMilli())
-		p.PExpireAt(ctx, key, expireAt)
-		p.PExpire(ctx, s.keys.attempts(tag, id), logTTL)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("mark %s delivered: %w", id, err)
-	}
-	return nil
+	p.HSet(ctx, key, id, at.UnixMilli())
+	p.PExpireAt(ctx, key, expireAt)
+	p.PExpire(ctx, s.keys.attempts(tag, id), logTTL)
 }
 
 // Delivered returns when id was last delivered, from its marker; ok is

@@ -58,6 +58,9 @@ type appendRequest struct {
 	key   string
 	entry []byte
 	done  chan error
+	// id and deliveredAt, when set, add id's delivered marker (AppendDelivered).
+	id          string
+	deliveredAt time.Time
 }
 
 // maxAppendBatch bounds how many attempt-log writes share one pipeline.
@@ -111,6 +114,12 @@ var ErrStoreClosed = errors.New("store: closed")
 // entries, not one each. Shards do not share pipelines, so on a cluster a
 // primary that is down stalls only its own shards' writes.
 func (s *Store) AppendAttempt(ctx context.Context, id string, a dispatcher.Attempt) error {
+	return s.appendAttempt(ctx, id, a, time.Time{})
+}
+
+// appendAttempt is AppendAttempt, also writing id's delivered marker at
+// deliveredAt unless it is zero (AppendDelivered).
+func (s *Store) appendAttempt(ctx context.Context, id string, a dispatcher.Attempt, deliveredAt time.Time) error {
 	entry, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("encode attempt for %s: %w", id, err)
@@ -120,7 +129,8 @@ func (s *Store) AppendAttempt(ctx context.Context, id string, a dispatcher.Attem
 	if !ok {
 		return ErrStoreClosed
 	}
-	req := appendRequest{key: s.keys.attempts(tag, id), entry: entry, done: make(chan error, 1)}
+	req := appendRequest{key: s.keys.attempts(tag, id), entry: entry, done: make(chan error, 1),
+		id: id, deliveredAt: deliveredAt}
 	select {
 	case ch <- req:
 	case <-s.stop:
@@ -167,6 +177,9 @@ func (s *Store) writeLoop(appends chan appendRequest) {
 				p.RPush(ctx, r.key, r.entry)
 				p.LTrim(ctx, r.key, -MaxLoggedAttempts, -1)
 				p.Expire(ctx, r.key, s.logTTL)
+				if !r.deliveredAt.IsZero() {
+					s.queueMarkDelivered(ctx, p, r.id, r.deliveredAt)
+				}
 			}
 			return nil
 		})

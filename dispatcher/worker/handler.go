@@ -140,10 +140,12 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	a.Attempt = retried + 1
 	a.Cycle = d.EnqueuedAt
-	h.record(ctx, d, a, hostname)
+	logged := h.record(ctx, d, a, hostname)
 
 	if err == nil {
-		h.markDelivered(ctx, d.ID, a.EndedAt)
+		if !logged { // else the log write carried the marker (store.AppendDelivered)
+			h.markDelivered(ctx, d.ID, a.EndedAt)
+		}
 		if h.Metrics != nil {
 			h.Metrics.ObserveDelivered(time.Since(d.EnqueuedAt))
 		}
@@ -301,10 +303,11 @@ func readSnippet(body io.Reader) string {
 }
 
 // record logs a (hostname only: the path and query may carry a customer's
-// secret), counts it and writes it to the attempt log.
-func (h *Handler) record(ctx context.Context, d dispatcher.Delivery, a dispatcher.Attempt, hostname string) {
+// secret), counts it and writes it to the attempt log, with the delivered
+// marker when a delivered; logged reports that the store holds them.
+func (h *Handler) record(ctx context.Context, d dispatcher.Delivery, a dispatcher.Attempt, hostname string) (logged bool) {
 	if h.Store != nil {
-		h.appendAttempt(ctx, d.ID, a)
+		logged = h.appendAttempt(ctx, d.ID, a)
 	}
 	if h.Metrics != nil {
 		h.Metrics.ObserveAttempt(a.Outcome, a.Status, a.Attempt, a.EndedAt.Sub(a.StartedAt))
@@ -321,6 +324,7 @@ func (h *Handler) record(ctx context.Context, d dispatcher.Delivery, a dispatche
 		keyDuration, a.DurationMs,
 		keyHost, hostname,
 	)
+	return logged
 }
 
 // attemptLogWait bounds how long a handler keeps trying to write an
@@ -331,21 +335,27 @@ func (h *Handler) record(ctx context.Context, d dispatcher.Delivery, a dispatche
 // at risk.
 const attemptLogWait = 10 * time.Second
 
-// appendAttempt writes a to id's log, trying again every 200 ms for up to
+// appendAttempt writes a to id's log (with id's delivered marker when a
+// delivered: store.AppendDelivered), trying again every 200 ms for up to
 // attemptLogWait; the attempt's own deadline or a shutdown does not cut it.
-func (h *Handler) appendAttempt(ctx context.Context, id string, a dispatcher.Attempt) {
+// It reports whether the write succeeded.
+func (h *Handler) appendAttempt(ctx context.Context, id string, a dispatcher.Attempt) bool {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptLogWait)
 	defer cancel()
+	write := h.Store.AppendAttempt
+	if a.Outcome == dispatcher.OutcomeDelivered {
+		write = h.Store.AppendDelivered
+	}
 	for {
 		actx, cancelTry := context.WithTimeout(wctx, 2*time.Second)
-		err := h.Store.AppendAttempt(actx, id, a)
+		err := write(actx, id, a)
 		cancelTry()
 		if err == nil {
-			return
+			return true
 		}
 		if wctx.Err() != nil || errors.Is(err, store.ErrStoreClosed) {
 			h.log().WarnContext(ctx, "cannot write attempt log", keyDeliveryID, id, "error", err)
-			return
+			return false
 		}
 		select {
 		case <-wctx.Done():

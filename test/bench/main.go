@@ -22,8 +22,10 @@
 //     loop (API + worker processes against bare asynq); the enqueue time is
 //     stamped in the delivery id.
 //  6. cost: worker and redis-server CPU seconds per 1,000 deliveries during
-//     the drain (/proc/PID/stat); worker peak RSS (VmHWM); Redis bytes per
-//     pending and per retrying delivery (INFO used_memory delta).
+//     the drain (/proc/PID/stat); Redis commands and read events (≈ round
+//     trips) per delivery during the drain (INFO stats); worker peak RSS
+//     (VmHWM); Redis bytes per pending and per retrying delivery (INFO
+//     used_memory delta).
 //  7. isolation: the drain and 500/s latency with every other delivery to an
 //     endpoint that never answers, against the same load with that half going
 //     to a second healthy endpoint; targets ≥ 0.8× and ≤ 2×.

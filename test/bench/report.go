@@ -20,6 +20,7 @@ const (
 	unitCPU    = "cpu-s/1k"
 	unitBytes  = "B"
 	unitRatio  = "x"
+	unitPerOp  = "/delivery"
 )
 
 // Row is one line of the table: a measured value (the median of the
@@ -137,6 +138,8 @@ func formatValue(v float64, unit string) string {
 		return commas(v) + " B"
 	case unitRatio:
 		return fmt.Sprintf("%.2f×", v)
+	case unitPerOp:
+		return fmt.Sprintf("%.1f /delivery", v)
 	}
 	return fmt.Sprintf("%.3g %s", v, unit)
 }

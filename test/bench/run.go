@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -172,6 +173,10 @@ type drainResult struct {
 	redisCPU  float64
 	benchCPU  float64 // this process: receivers (+ the bare worker)
 	peakRSS   int64
+	// Redis commands and read events (≈ client round trips: one pipeline
+	// is one) per delivery, from INFO stats; every client of the drain's
+	// Redis counts, idle polling included.
+	redisCmds, redisReads float64
 }
 
 // timedDrain unpauses the queue, waits for want arrivals of class 'a' and
@@ -195,6 +200,10 @@ func (b *bench) timedDrain(ctx context.Context, t *tally, want, pid int) (drainR
 	if err != nil {
 		return r, err
 	}
+	c0, rd0, err := e.redisOps()
+	if err != nil {
+		return r, err
+	}
 	t0 := time.Now()
 	if err := e.unpause(ctx); err != nil {
 		return r, err
@@ -207,6 +216,11 @@ func (b *bench) timedDrain(ctx context.Context, t *tally, want, pid int) (drainR
 	if err != nil {
 		return r, err
 	}
+	c1, rd1, err := e.redisOps()
+	if err != nil {
+		return r, err
+	}
+	r.redisCmds, r.redisReads = float64(c1-c0)/float64(want), float64(rd1-rd0)/float64(want)
 	per1k := 1000 / float64(want)
 	r.rate = float64(want) / doneAt.Sub(t0).Seconds()
 	r.workerCPU, r.redisCPU, r.benchCPU = (w1-w0)*per1k, (r1-r0)*per1k, (s1-s0)*per1k
@@ -217,6 +231,22 @@ func (b *bench) timedDrain(ctx context.Context, t *tally, want, pid int) (drainR
 }
 
 func selfCPU(e *env) (float64, error) { return e.cpuSeconds(os.Getpid()) }
+
+// redisOps reads the drain Redis' total_commands_processed and
+// total_reads_processed (INFO stats).
+func (e *env) redisOps() (cmds, reads int64, err error) {
+	info, err := e.redis.Info("stats")
+	if err != nil {
+		return 0, 0, fmt.Errorf("redis INFO stats: %w", err)
+	}
+	if cmds, err = strconv.ParseInt(info["total_commands_processed"], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("total_commands_processed: %w", err)
+	}
+	if reads, err = strconv.ParseInt(info["total_reads_processed"], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("total_reads_processed: %w", err)
+	}
+	return cmds, reads, nil
+}
 
 // bareDrain pre-enqueues n tasks with bare asynq and drains them with the
 // in-process baseline worker.

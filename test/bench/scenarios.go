@@ -37,7 +37,8 @@ func (b *bench) drain(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("dispatcher drain: %w", err)
 		}
-		e.logf("   rep %d: dispatcher drain %s (worker %.3f, redis %.3f cpu-s/1k)", rep+1, formatValue(dr.rate, unitPerSec), dr.workerCPU, dr.redisCPU)
+		e.logf("   rep %d: dispatcher drain %s (worker %.3f, redis %.3f cpu-s/1k; redis %.1f commands, %.1f reads per delivery)",
+			rep+1, formatValue(dr.rate, unitPerSec), dr.workerCPU, dr.redisCPU, dr.redisCmds, dr.redisReads)
 		bare, disp = append(bare, br), append(disp, dr)
 	}
 	pick := func(rs []drainResult, f func(drainResult) float64) []float64 {
@@ -68,6 +69,10 @@ func (b *bench) drain(ctx context.Context) error {
 		bareWorker, "bare asynq, est.", "", "bare = bench-process CPU in the bare drain minus its receiver-only CPU in the dispatcher drain")
 	b.rep.add("6", "redis-server CPU per 1k deliveries", unitCPU, pick(disp, func(r drainResult) float64 { return r.redisCPU }),
 		pick(bare, func(r drainResult) float64 { return r.redisCPU }), "bare asynq", "", "")
+	b.rep.add("6", "Redis commands per delivery, drain", unitPerOp, pick(disp, func(r drainResult) float64 { return r.redisCmds }),
+		pick(bareOpts, func(r drainResult) float64 { return r.redisCmds }), "bare asynq, same options", "", "INFO stats total_commands_processed over the drain, idle polling included")
+	b.rep.add("6", "Redis read events (≈ round trips) per delivery, drain", unitPerOp, pick(disp, func(r drainResult) float64 { return r.redisReads }),
+		pick(bareOpts, func(r drainResult) float64 { return r.redisReads }), "bare asynq, same options", "", "INFO stats total_reads_processed: one per pipeline read, however many commands it holds")
 	b.rep.add("6", "worker peak RSS (VmHWM), concurrency 100, drain", unitBytes,
 		pick(disp, func(r drainResult) float64 { return float64(r.peakRSS) }), nil, "", "", "")
 	return nil
