@@ -85,12 +85,24 @@ func worstBodies() []costBody {
 		{"escaped keys", fill(`{"b":{`, `}}`, func(i int) string { return `"\u00e9` + strconv.FormatInt(int64(i), 36) + `":0` }), newMixed},
 		{"numbers", fill(`{"b":{"x":[`, `]}}`, func(int) string { return `-1.5e-7` }), newMixed},
 		{"empty strings", fill(`{"b":{"x":[`, `]}}`, func(int) string { return `""` }), newMixed},
+		// Refused for its length (envelope's maxItems, as the API's), after
+		// the check and before any item is decoded.
 		{"raw items", fill(`{"deliveries":[`, `]}`, func(int) string { return `0` }), newEnvelope},
+		// The most raw items that are decoded, filling the body.
+		{"raw items at the limit", rawAtLimit(), newEnvelope},
 		{"raw items nested deep", fill(`{"deliveries":[`, `]}`, func(int) string {
 			return strings.Repeat("[", maxRawDepth-2) + strings.Repeat("]", maxRawDepth-2)
 		}), newEnvelope},
 		{"raw items with repeated keys", fill(`{"deliveries":[{`, `}]}`, func(int) string { return `"a":0` }), newEnvelope},
 	}
+}
+
+// rawAtLimit is a batch envelope of batchLimit strings, as long as fits in
+// maxBody.
+func rawAtLimit() []byte {
+	each := (maxBody-len(`{"deliveries":[]}`))/batchLimit - len(`"",`)
+	item := `"` + strings.Repeat("x", each) + `"`
+	return []byte(`{"deliveries":[` + strings.TrimSuffix(strings.Repeat(item+",", batchLimit), ",") + `]}`)
 }
 
 // cpuTime is the CPU time this process has used, garbage collection

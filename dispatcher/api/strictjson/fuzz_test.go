@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 )
 
-// FuzzDecode: Decode never panics; keys unescape as in encoding/json; every refusal wraps ErrMalformed; what it
+// FuzzDecode: Decode never panics; keys unescape as in encoding/json; every refusal wraps ErrMalformed but a batch over its limit; what it
 // accepts, encoding/json accepts too, with the same result, for each body
 // the API decodes and for generic targets. Its syntax check agrees with
 // json.Valid: a json.RawMessage target takes exactly the valid bodies, and
@@ -43,6 +43,19 @@ func FuzzDecode(f *testing.F) {
 			func() any { return new(any) }, func() any { return new(json.RawMessage) }} {
 			got, want := into(), into()
 			err := Decode(body, got)
+			var tooMany *TooManyItemsError
+			if errors.As(err, &tooMany) {
+				// Only the envelope has a limit, and only a valid body
+				// reaches it.
+				if _, ok := got.(*envelope); !ok || tooMany.Limit != batchLimit || tooMany.Items <= batchLimit || !json.Valid(body) {
+					t.Fatalf("Decode(%q, %T) = %v (%+v)", body, got, err, *tooMany)
+				}
+				var all envelope
+				if err := json.Unmarshal(body, &all); err != nil || len(all.Deliveries) != tooMany.Items {
+					t.Fatalf("Decode(%q) counted %d items; encoding/json: %d, %v", body, tooMany.Items, len(all.Deliveries), err)
+				}
+				continue
+			}
 			if err != nil {
 				if !errors.Is(err, ErrMalformed) {
 					t.Fatalf("Decode(%q, %T) = %v, want ErrMalformed", body, got, err)

@@ -18,6 +18,9 @@ type scanner struct {
 	pos    int
 	levels [MaxDepth + 1]level // levels[d] serves the open container at depth d
 	raw    []bool              // containers open inside a json.RawMessage (true for objects), at most maxRawDepth
+	// tooMany is the first list found longer than its maxItems, returned
+	// once the rest of the body has passed the check.
+	tooMany *TooManyItemsError
 }
 
 // level is the scratch space of one nesting depth.
@@ -44,7 +47,7 @@ var scanners = sync.Pool{New: func() any { return new(scanner) }}
 
 // release returns s to scanners without large scratch or the body.
 func (s *scanner) release() {
-	s.data, s.pos = nil, 0
+	s.data, s.pos, s.tooMany = nil, 0, nil
 	for i := range s.levels {
 		lv := &s.levels[i]
 		if len(lv.keys) > maxKeptKeys {
@@ -65,6 +68,9 @@ func (s *scanner) document(n *node) error {
 	s.skipSpace()
 	if s.pos < len(s.data) {
 		return fmt.Errorf("%w: unexpected data after the JSON value", ErrMalformed)
+	}
+	if s.tooMany != nil {
+		return s.tooMany
 	}
 	return nil
 }
@@ -202,7 +208,14 @@ func (s *scanner) array(n *node, depth int) error {
 		s.pos++
 		return nil
 	}
-	for {
+	// Elements past n.maxItems are still checked, so that a malformed body
+	// is refused as malformed whatever its length, and counted.
+	var over *TooManyItemsError
+	for items := 1; ; items++ {
+		if n.maxItems > 0 && items == n.maxItems+1 && s.tooMany == nil {
+			over = &TooManyItemsError{Field: s.path(depth - 1), Limit: n.maxItems}
+			s.tooMany = over
+		}
 		if err := s.value(child, depth); err != nil {
 			return err
 		}
@@ -215,6 +228,9 @@ func (s *scanner) array(n *node, depth int) error {
 			s.pos++
 		case ']':
 			s.pos++
+			if over != nil {
+				over.Items = items
+			}
 			return nil
 		default:
 			return s.errChar("after an array element")
@@ -532,11 +548,17 @@ func (s *scanner) errChar(where string) error {
 // errKey reports the key just read by the object at depth, with the keys
 // that lead to it: `unknown field "generation.Id"`.
 func (s *scanner) errKey(problem string, depth int) error {
+	return fmt.Errorf("%w: %s %s", ErrMalformed, problem, strconv.Quote(s.path(depth)))
+}
+
+// path is the keys that lead to the value being read in the containers
+// open at depths 1 to depth, joined with dots: "generation.id".
+func (s *scanner) path(depth int) string {
 	var path []string
 	for d := 1; d <= depth; d++ {
 		if lv := &s.levels[d]; lv.object {
 			path = append(path, clip(string(unescape(nil, s.data[lv.key.start:lv.key.end]))))
 		}
 	}
-	return fmt.Errorf("%w: %s %s", ErrMalformed, problem, strconv.Quote(strings.Join(path, ".")))
+	return strings.Join(path, ".")
 }

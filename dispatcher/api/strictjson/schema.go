@@ -3,8 +3,10 @@ package strictjson
 import (
 	"encoding"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode"
@@ -37,6 +39,9 @@ type node struct {
 	names  []string       // kindStruct: JSON names, by index
 	next   []*node        // kindStruct: the node of each field, by index
 	elem   *node          // kindMap, kindList: values or elements
+	// maxItems bounds a kindList's length, 0 for no bound: the value of a
+	// `strictjson:"maxItems=N"` tag on the struct field it belongs to.
+	maxItems int
 }
 
 var (
@@ -51,7 +56,9 @@ var (
 )
 
 // schemaOf returns the node for t, built once per type and cached.
-// Recursive types are fine: the nodes form a cycle.
+// Recursive types are fine: the nodes form a cycle. A struct field with a
+// strictjson tag that is not valid (see parseTag) is a mistake in the
+// program, not in a body: schemaOf panics, naming the type and the field.
 func schemaOf(t reflect.Type) *node {
 	if n, ok := schemaCache.Load(t); ok {
 		return n.(*node)
@@ -63,7 +70,11 @@ func schemaOf(t reflect.Type) *node {
 	}
 	b := schemaBuilder{built: make(map[reflect.Type]*node)}
 	n := b.node(t)
-	// Every node is complete once the outermost call returns.
+	// Every node is complete once the outermost call returns: a limited
+	// list may have been made from one still under construction.
+	for _, l := range b.limited {
+		l.node.elem = l.of.elem
+	}
 	for typ, nd := range b.built {
 		schemaCache.LoadOrStore(typ, nd)
 	}
@@ -74,8 +85,13 @@ func schemaOf(t reflect.Type) *node {
 // schemaBuilder remembers the nodes of one schemaOf call, so that a type
 // that refers to itself gets the node under construction.
 type schemaBuilder struct {
-	built map[reflect.Type]*node
+	built   map[reflect.Type]*node
+	limited []limitedList
 }
+
+// limitedList is a field's bounded copy of the list node of its type, whose
+// elem is copied once the build is complete.
+type limitedList struct{ node, of *node }
 
 func (b *schemaBuilder) node(t reflect.Type) *node {
 	// Pointers decode as what they point to; a type that is a pointer to
@@ -128,10 +144,11 @@ func implements(t, iface reflect.Type) bool {
 // field is a candidate JSON field of a struct: its name, whether a json tag
 // named it, how deep in embedded structs it sits, and its type.
 type field struct {
-	name   string
-	tagged bool
-	depth  int
-	typ    reflect.Type
+	name     string
+	tagged   bool
+	depth    int
+	typ      reflect.Type
+	maxItems int // from a strictjson tag; 0 for none
 }
 
 // fillStruct gives n the fields that encoding/json decodes into for t:
@@ -185,7 +202,11 @@ func (b *schemaBuilder) fillStruct(n *node, t reflect.Type) {
 					nextLevel = append(nextLevel, ft)
 					continue
 				}
-				f := field{name: name, tagged: name != "", depth: depth, typ: sf.Type}
+				maxItems, err := parseTag(sf.Tag.Get("strictjson"))
+				if err != nil {
+					panic(fmt.Sprintf("strictjson: %s.%s: %v", st, sf.Name, err))
+				}
+				f := field{name: name, tagged: name != "", depth: depth, typ: sf.Type, maxItems: maxItems}
 				if f.name == "" {
 					f.name = sf.Name
 				}
@@ -220,8 +241,37 @@ func (b *schemaBuilder) fillStruct(n *node, t reflect.Type) {
 		}
 		n.fields[group[0].name] = len(n.next)
 		n.names = append(n.names, group[0].name)
-		n.next = append(n.next, b.node(group[0].typ))
+		next := b.node(group[0].typ)
+		if m := group[0].maxItems; m > 0 {
+			if next.kind != kindList {
+				panic(fmt.Sprintf("strictjson: %s: field %q has maxItems but %s is not a slice or an array", t, group[0].name, group[0].typ))
+			}
+			limited := &node{kind: kindList, elem: next.elem, maxItems: m}
+			b.limited = append(b.limited, limitedList{limited, next})
+			next = limited
+		}
+		n.next = append(n.next, next)
 	}
+}
+
+// parseTag reads a strictjson struct tag: empty, or "maxItems=N" with N a
+// decimal integer from 1 to 1<<31-1, the most elements the field's list may
+// hold (the field must be a slice or an array, through pointers; it cannot
+// be a json.RawMessage or have its own UnmarshalJSON). It returns N, or 0
+// for an empty tag, and an error for anything else.
+func parseTag(tag string) (maxItems int, err error) {
+	if tag == "" {
+		return 0, nil
+	}
+	key, value, ok := strings.Cut(tag, "=")
+	if !ok || key != "maxItems" {
+		return 0, fmt.Errorf("strictjson tag %q: want maxItems=N", tag)
+	}
+	n, err := strconv.ParseInt(value, 10, 32)
+	if err != nil || n < 1 || value != strconv.FormatInt(n, 10) {
+		return 0, fmt.Errorf("strictjson tag %q: maxItems must be a whole number from 1 to %d", tag, 1<<31-1)
+	}
+	return int(n), nil
 }
 
 // tagPunctuation is what a json tag name may hold besides letters and digits.

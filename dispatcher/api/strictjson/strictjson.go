@@ -33,8 +33,30 @@ const MaxDepth = 16
 // cover; it is encoding/json's own limit, which would refuse the body anyway.
 const maxRawDepth = 10000
 
-// ErrMalformed is wrapped by every error Decode returns for a bad body.
+// ErrMalformed is wrapped by every error Decode returns for a bad body,
+// but for a list over its limit (ErrTooManyItems).
 var ErrMalformed = errors.New("strictjson: malformed JSON")
+
+// ErrTooManyItems is wrapped by the *TooManyItemsError that Decode returns
+// for a well-formed body with a list longer than its field allows.
+var ErrTooManyItems = errors.New("strictjson: too many items")
+
+// TooManyItemsError is a list longer than the `strictjson:"maxItems=N"` tag
+// of its struct field allows. Decode returns it only for a body that passes
+// every other check (so a malformed body is ErrMalformed, whatever its
+// length), before encoding/json decodes anything. It wraps ErrTooManyItems,
+// not ErrMalformed.
+type TooManyItemsError struct {
+	Field string // path of keys to the list, as in other messages: "deliveries"
+	Limit int    // the tag's N
+	Items int    // how many elements the list holds, more than Limit
+}
+
+func (e *TooManyItemsError) Error() string {
+	return fmt.Sprintf("strictjson: %s holds %d items, at most %d", plain(e.Field), e.Items, e.Limit)
+}
+
+func (e *TooManyItemsError) Unwrap() error { return ErrTooManyItems }
 
 // Decode decodes the single JSON value in body into v, a non-nil pointer, as
 // json.Unmarshal would, and returns an error wrapping ErrMalformed when:
@@ -50,6 +72,15 @@ var ErrMalformed = errors.New("strictjson: malformed JSON")
 //   - objects and arrays nest deeper than MaxDepth;
 //   - a value has the wrong type ("generation.id must be a string, got
 //     number"; "body must be an object, got array" for the whole body).
+//
+// A struct field tagged `strictjson:"maxItems=N"` (a slice or an array,
+// through pointers) takes a JSON array of at most N elements: a longer one
+// gives a *TooManyItemsError once the rest of the body has passed the check,
+// so that no element is allocated for a body that is refused for its
+// length. The tag bounds that field's array only, not arrays nested in its
+// elements, and not a []byte sent as a base64 string. A tag other than
+// maxItems=N, N from 1 to 1<<31-1, or on a field of another type makes
+// Decode panic, naming the field: it is a mistake in the program.
 //
 // Maps, interfaces, and types with their own UnmarshalJSON take objects
 // with any keys, still without repeats. A json.RawMessage is only checked

@@ -10,6 +10,11 @@ import (
 	"github.com/artificialstudio/webhook-dispatcher/payload"
 )
 
+// batchLimit is api.MaxBatchItems, the batch envelope's maxItems (a tag
+// cannot name a constant; api's TestBatchRequestLimit holds the real tag to
+// that constant).
+const batchLimit = 500
+
 // The bodies the API decodes, restated: a single delivery, the batch
 // envelope, the redeliver body and the listing filter.
 type (
@@ -18,7 +23,7 @@ type (
 		Generation *payload.Generation `json:"generation"`
 	}
 	envelope struct {
-		Deliveries []json.RawMessage `json:"deliveries"`
+		Deliveries []json.RawMessage `json:"deliveries" strictjson:"maxItems=500"`
 	}
 	redeliverRequest struct {
 		URL *string `json:"url"`
