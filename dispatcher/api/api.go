@@ -357,22 +357,22 @@ func (a *API) createBatch(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, e)
 		return
 	}
-	var req struct {
-		Deliveries []json.RawMessage `json:"deliveries"`
-	}
+	var req batchRequest
 	// The envelope is checked strictly (a repeated "deliveries" is refused);
 	// its items only for syntax, and one by one below, so that one bad item
-	// (a duplicate key, say) never blocks the others.
+	// (a duplicate key, say) never blocks the others. Past MaxBatchItems,
+	// items are counted and not decoded.
 	if err := strictjson.Decode(body, &req); err != nil {
+		var tooMany *strictjson.TooManyItemsError
+		if errors.As(err, &tooMany) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_many_items", fmt.Sprintf("at most %d deliveries per batch, got %d", MaxBatchItems, tooMany.Items))
+			return
+		}
 		writeAPIError(w, malformed(err))
 		return
 	}
 	if len(req.Deliveries) == 0 {
 		writeError(w, http.StatusBadRequest, "empty_batch", "deliveries must hold at least one item")
-		return
-	}
-	if len(req.Deliveries) > MaxBatchItems {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_many_items", fmt.Sprintf("at most %d deliveries per batch, got %d", MaxBatchItems, len(req.Deliveries)))
 		return
 	}
 	if a.Metrics != nil {

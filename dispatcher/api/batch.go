@@ -2,11 +2,19 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 
 	"github.com/artificialstudio/webhook-dispatcher/dispatcher"
 )
+
+// batchRequest is the body of POST /v1/deliveries/batch. Its maxItems is
+// MaxBatchItems (a tag cannot name the constant; TestBatchRequestLimit holds
+// them equal): strictjson refuses a longer list before decoding any item.
+type batchRequest struct {
+	Deliveries []json.RawMessage `json:"deliveries" strictjson:"maxItems=500"`
+}
 
 // BatchService is what a Service may add for the batch endpoint: every
 // delivery of a batch enqueued in one call, with fewer Redis round trips
