@@ -3,12 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,30 +70,8 @@ func TestClusterCompletionWriteRefused(t *testing.T) {
 	redisDo(t, primary, "CONFIG", "SET", "min-replicas-to-write", "1")
 
 	probe := "{" + shard0 + "}:probe" // a key in a slot of that primary
-	var stall sync.Once
-	var refused atomic.Bool
-	refusing := make(chan struct{})
-	rc := testenv.NewReceiver(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
-		stall.Do(func() {
-			go func() {
-				_ = replica.Signal(syscall.SIGSTOP)
-				deadline := time.Now().Add(10 * time.Second)
-				for time.Now().Before(deadline) {
-					if _, err := primary.Do("SET", probe, "1"); err != nil && strings.HasPrefix(err.Error(), "NOREPLICAS") {
-						refused.Store(true)
-						break
-					}
-					time.Sleep(50 * time.Millisecond)
-				}
-				close(refusing)
-				time.Sleep(2 * time.Second)
-				_ = replica.Signal(syscall.SIGCONT)
-			}()
-		})
-		<-refusing
-		w.WriteHeader(http.StatusOK)
-	})
-	t.Cleanup(func() { _ = replica.Signal(syscall.SIGCONT) })
+	fault := newWriteRefusal(t, primary, replica, probe)
+	rc := testenv.NewReceiver(t, fault.hold)
 	env := []string{"REDIS_URL=" + c.URL(), "QUEUE_SHARDS=" + strconv.Itoa(shards), "WEBHOOK_CA_FILE=" + rc.CAFile,
 		faultRetries, "RECONCILE_INTERVAL=1s", "RECONCILE_GRACE=2s"}
 	api := testenv.StartDispatcher(t, "api", env...)
@@ -110,7 +83,7 @@ func TestClusterCompletionWriteRefused(t *testing.T) {
 		st := api.WaitState(t, id, "delivered", 120*time.Second)
 		wantLog(t, id, st, "delivered")
 	}
-	if !refused.Load() {
+	if !fault.refused.Load() {
 		t.Fatal("the primary never refused a write: the fault was not injected")
 	}
 	seen := idsSeen(rc.Requests())

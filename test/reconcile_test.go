@@ -480,29 +480,8 @@ func TestCompletionWriteRefusedNotPostedAgain(t *testing.T) {
 	redisDo(t, primary, "CONFIG", "SET", "min-replicas-max-lag", "1")
 	redisDo(t, primary, "CONFIG", "SET", "min-replicas-to-write", "1")
 
-	var stall sync.Once
-	var refused atomic.Bool
-	refusing := make(chan struct{})
-	rc := testenv.NewReceiver(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
-		stall.Do(func() {
-			go func() {
-				_ = replica.Signal(syscall.SIGSTOP)
-				deadline := time.Now().Add(10 * time.Second)
-				for time.Now().Before(deadline) {
-					if _, err := primary.Do("SET", "probe", "1"); err != nil && strings.HasPrefix(err.Error(), "NOREPLICAS") {
-						refused.Store(true)
-						break
-					}
-					time.Sleep(50 * time.Millisecond)
-				}
-				close(refusing)
-				time.Sleep(2 * time.Second)
-				_ = replica.Signal(syscall.SIGCONT)
-			}()
-		})
-		<-refusing
-		w.WriteHeader(http.StatusOK)
-	})
+	fault := newWriteRefusal(t, primary, replica, "probe")
+	rc := testenv.NewReceiver(t, fault.hold)
 	env := reconcileEnv(primary, rc)
 	api := testenv.StartDispatcher(t, "api", env...)
 	const n = 5
@@ -515,7 +494,7 @@ func TestCompletionWriteRefusedNotPostedAgain(t *testing.T) {
 		st := api.WaitState(t, id, "delivered", 120*time.Second)
 		wantLog(t, id, st, "delivered")
 	}
-	if !refused.Load() {
+	if !fault.refused.Load() {
 		t.Fatal("the primary never refused a write: the fault was not injected")
 	}
 	for id, c := range idsSeen(rc.Requests()) {
@@ -573,4 +552,45 @@ func TestRedisKilledWithDeliveriesInFlight(t *testing.T) {
 	}
 	t.Logf("Redis SIGKILLed with %d POSTs in flight, answered 200 while it was down, restarted on its AOF 2 s later: all delivered within %.1f s of the restart; %d POSTs sent again",
 		n, latest.Seconds(), dups)
+}
+
+// writeRefusal makes primary refuse writes for about 2 s once, from the first
+// POST a receiver holds: it SIGSTOPs replica (primary has
+// min-replicas-to-write set), waits until a write of probe (a key in a slot
+// of primary) answers NOREPLICAS, lets the held POSTs answer, and SIGCONTs
+// the replica 2 s later. Refused reports whether the fault was injected.
+type writeRefusal struct {
+	primary, replica *testenv.Redis
+	probe            string
+	once             sync.Once
+	refused          atomic.Bool
+	refusing         chan struct{}
+}
+
+func newWriteRefusal(t *testing.T, primary, replica *testenv.Redis, probe string) *writeRefusal {
+	t.Cleanup(func() { _ = replica.Signal(syscall.SIGCONT) })
+	return &writeRefusal{primary: primary, replica: replica, probe: probe, refusing: make(chan struct{})}
+}
+
+// hold is a receiver handler: the first call starts the fault, and every call
+// waits until the primary refuses writes (or 10 s), then answers 200.
+func (f *writeRefusal) hold(w http.ResponseWriter, _ *http.Request, _ int) {
+	f.once.Do(func() {
+		go func() {
+			_ = f.replica.Signal(syscall.SIGSTOP)
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				if _, err := f.primary.Do("SET", f.probe, "1"); err != nil && strings.HasPrefix(err.Error(), "NOREPLICAS") {
+					f.refused.Store(true)
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			close(f.refusing)
+			time.Sleep(2 * time.Second)
+			_ = f.replica.Signal(syscall.SIGCONT)
+		}()
+	})
+	<-f.refusing
+	w.WriteHeader(http.StatusOK)
 }
