@@ -67,10 +67,23 @@ func (s *Store) window() time.Duration {
 	return s.dedupeWindow
 }
 
+// bucket returns id's marker hash within its shard and day, in
+// [0, buckets). With one shard it is FNV-1a-32(id) mod buckets, as markers
+// have always been written. With several it is the high 32 bits of
+// FNV-1a-64(id) mod buckets: the shard is FNV-1a-64(id) mod QUEUE_SHARDS
+// (queue.Layout), and the 32- and 64-bit FNV-1a agree in their low 5 bits
+// (same offset basis and prime modulo 32), so the 32-bit hash would leave
+// each shard a fraction of its buckets — 64 of 1,024 with 48 shards — and
+// fill those past what Redis packs.
 func (s *Store) bucket(id string) uint32 {
 	n := s.markerBuckets
 	if n <= 0 {
 		n = DefaultMarkerBuckets
+	}
+	if len(s.tags) > 1 {
+		h := fnv.New64a()
+		h.Write([]byte(id))
+		return uint32((h.Sum64() >> 32) % uint64(n))
 	}
 	h := fnv.New32a()
 	h.Write([]byte(id))
