@@ -52,7 +52,7 @@ var settings = []setting{
 	{"FORWARD_INTERVAL", "100ms", "DURATION", "how often due retries are moved back to the queue (asynq DelayedTaskCheckInterval)", "w"},
 	{"RETENTION", "1h", "DURATION", "how long asynq keeps a delivered delivery's task (body included): GET shows it in full and redeliver works within it; afterwards the delivered marker answers (DEDUPE_WINDOW)", "aw"},
 	{"DEDUPE_WINDOW", "168h", "DURATION", "how long a delivered id stays reserved (a resend answers 409) and GET answers delivered with deliveredAt, from a ~40-byte marker", "aw"},
-	{"DELIVERED_MARKER_BUCKETS", "1024", "N", "delivered-marker hashes per shard and day; about daily deliveries per shard / 100 keeps each packed (~40 B per id); fixed for DEDUPE_WINDOW: every process must use the same value", "aw"},
+	{"DELIVERED_MARKER_BUCKETS", "1024", "N", "delivered-marker hashes per day over all shards (split evenly among them); about daily deliveries / 100 keeps each packed (~40 B per id); fixed for DEDUPE_WINDOW: every process must use the same value", "aw"},
 	{"ATTEMPT_LOG_RETENTION", "24h", "DURATION", "how long a delivered delivery's attempt log is kept after delivery; failed deliveries keep theirs with the failed record", "w"},
 	{"ENQUEUE_MIN_REPLICAS", "0", "N", "replicas that must hold each accepted delivery (Redis WAIT, up to 1s) before the API answers 202, else 503; 0 answers once the primary holds it (asynchronous replication: a failover may lose it)", "a"},
 	{"RECONCILE_INTERVAL", "30s", "DURATION", "how often workers reconcile asynq's records (stuck, orphaned, archived-without-record deliveries) and every process re-checks the Redis eviction policy", "aw"},

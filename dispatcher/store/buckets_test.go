@@ -15,7 +15,8 @@ import (
 )
 
 // TestMarkerBucketsSpreadWithinShards: with the queue layout's shards, the
-// delivered markers of each shard spread over all of its buckets, so a day's
+// delivered markers of each shard spread over all of its buckets (its share
+// of DELIVERED_MARKER_BUCKETS), so a day's
 // hashes stay small enough for Redis to pack them (~40 B per id instead of
 // ~90). Marking 600 ids per shard with 64 buckets, each shard must use
 // nearly every bucket (a uniform spread leaves 64·e^-9.4 ≈ 0.005 empty); the
@@ -35,7 +36,7 @@ func TestMarkerBucketsSpreadWithinShards(t *testing.T) {
 				t.Fatal(err)
 			}
 			st.UseShards(layout.Tag, layout.Tags())
-			st.Dedupe(0, buckets, 0)
+			st.Dedupe(0, buckets*shards, 0) // DELIVERED_MARKER_BUCKETS counts all shards' hashes
 			ctx := context.Background()
 			at := time.Now()
 			for i := range shards * perShard {

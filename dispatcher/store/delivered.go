@@ -32,8 +32,8 @@ import (
 // answerable without asynq's completed task.
 const DefaultDedupeWindow = 7 * 24 * time.Hour
 
-// DefaultMarkerBuckets is the default number of marker hashes per shard and
-// day: packed (≤ 128 fields each) up to ~100,000 deliveries per shard a day.
+// DefaultMarkerBuckets is the default number of a day's marker hashes over
+// all shards: packed (≤ 128 fields each) up to ~100,000 deliveries a day.
 const DefaultMarkerBuckets = 1024
 
 // DefaultDeliveredLogTTL is how long a delivered delivery's attempt log is
@@ -43,9 +43,11 @@ const DefaultDeliveredLogTTL = 24 * time.Hour
 const day = 24 * time.Hour
 
 // Dedupe sets the delivered markers' lifetime (window; 0 means
-// DefaultDedupeWindow), their buckets per shard and day (0 means
-// DefaultMarkerBuckets; every process sharing the datastore must use the
-// same number, or markers written with another are not found), and how long
+// DefaultDedupeWindow), the number of a day's marker hashes over all shards
+// (buckets, split evenly among the store's shards, see UseShards; 0 means
+// DefaultMarkerBuckets; every process sharing the
+// datastore must use the same number and shard count, or markers written
+// with another are not found), and how long
 // a delivered delivery's attempt log is kept (logTTL; 0 means
 // DefaultDeliveredLogTTL). Call it before the store is used.
 func (s *Store) Dedupe(window time.Duration, buckets int, logTTL time.Duration) {
@@ -67,23 +69,25 @@ func (s *Store) window() time.Duration {
 	return s.dedupeWindow
 }
 
-// bucket returns id's marker hash within its shard and day, in
-// [0, buckets). With one shard it is FNV-1a-32(id) mod buckets, as markers
-// have always been written. With several it is the high 32 bits of
-// FNV-1a-64(id) mod buckets: the shard is FNV-1a-64(id) mod QUEUE_SHARDS
-// (queue.Layout), and the 32- and 64-bit FNV-1a agree in their low 5 bits
-// (same offset basis and prime modulo 32), so the 32-bit hash would leave
-// each shard a fraction of its buckets — 64 of 1,024 with 48 shards — and
-// fill those past what Redis packs.
+// bucket returns id's marker hash within its shard and day: one of
+// ceil(buckets / shards), so DELIVERED_MARKER_BUCKETS is the number of a
+// day's marker hashes over the whole datastore. With one shard it is
+// FNV-1a-32(id) mod buckets, as markers have always been written. With
+// several it is the high 32 bits of FNV-1a-64(id): the shard is
+// FNV-1a-64(id) mod QUEUE_SHARDS (queue.Layout), and the 32- and 64-bit
+// FNV-1a agree in their low 5 bits (same offset basis and prime modulo 32),
+// so the 32-bit hash would leave each shard a fraction of its buckets (64
+// of 1,024 with 48 shards) and fill those past what Redis packs.
 func (s *Store) bucket(id string) uint32 {
 	n := s.markerBuckets
 	if n <= 0 {
 		n = DefaultMarkerBuckets
 	}
-	if len(s.tags) > 1 {
+	if shards := len(s.tags); shards > 1 {
+		perShard := (n + shards - 1) / shards
 		h := fnv.New64a()
 		h.Write([]byte(id))
-		return uint32((h.Sum64() >> 32) % uint64(n))
+		return uint32((h.Sum64() >> 32) % uint64(perShard))
 	}
 	h := fnv.New32a()
 	h.Write([]byte(id))
