@@ -36,7 +36,7 @@ var settings = []setting{
 	{"PREVIOUS_REDIS_URL_FILE", "", "FILE", "file holding PREVIOUS_REDIS_URL (one line)", "a"},
 	{"PREVIOUS_QUEUE_SHARDS", "1", "N", "QUEUE_SHARDS of the previous datastore (read with PREVIOUS_REDIS_URL only)", "a"},
 	{"WORKER_SHARD_GROUPS", "0", "N", "asynq servers (fetch loops) per worker process, each polling a contiguous group of at most 8 shards; 0 means ceil(QUEUE_SHARDS/8)", "w"},
-	{"WORKER_FETCH_LOOPS", "0", "N", "asynq servers (fetch loops) per shard group: one fetch loop dequeues one task per Redis round trip, more let one process drain faster; 0 means enough for 4 per process, ceil(4/WORKER_SHARD_GROUPS); WORKER_CONCURRENCY is split among all of a process's servers", "w"},
+	{"WORKER_FETCH_LOOPS", "0", "N", "asynq servers (fetch loops) per shard group: one fetch loop dequeues one task per Redis round trip, more let one process drain faster (but see the README: after a Redis restart they leave deliveries in flight active until the reconciler recovers them); 0 means 1; WORKER_CONCURRENCY is split among all of a process's servers", "w"},
 	{"API_ADDR", ":8080", "ADDR", "listen address of the enqueue API", "a"},
 	{"METRICS_ADDR", ":9090", "ADDR", "listen address of /metrics, /healthz and /readyz; default :9091 for api, :9090 for worker and all, so both run side by side on one host", "aw"},
 	{"API_TOKEN", "", "TOKEN", "bearer token for /v1/*; required by api; generated and printed once under all when empty. Prefer API_TOKEN_FILE or the environment: a flag value is visible in ps", "a"},

@@ -1,11 +1,13 @@
 package main
 
 // DefaultFetchLoops is how many fetch loops (asynq servers) a worker
-// process runs at least when WORKER_FETCH_LOOPS is 0: one fetch loop
-// dequeues one task per Redis round trip and capped the drain of one
-// process; 4 drained faster at less CPU per delivery (README,
-// Performance, measured with test/bench).
-const DefaultFetchLoops = 4
+// process runs at least when WORKER_FETCH_LOOPS is 0. One: 4 drained
+// faster at less CPU per delivery (README, Performance), but with several
+// asynq servers in one process, deliveries in flight when Redis was killed
+// and restarted were left "active" until the reconciler recovered them
+// ~50 s later (TestRedisKilledAndRestartedWithAOF); the cause is not found
+// yet, so more loops are opt-in.
+const DefaultFetchLoops = 1
 
 // fetchLoops is the fetch loops per shard group: n when positive, else
 // enough for DefaultFetchLoops per process over groups groups; never more

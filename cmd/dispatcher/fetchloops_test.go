@@ -36,8 +36,8 @@ func TestFetchGroups(t *testing.T) {
 
 func TestFetchLoopsDefault(t *testing.T) {
 	for _, tt := range []struct{ n, groups, concurrency, want int }{
-		{0, 1, 100, 4}, {0, 2, 100, 2}, {0, 3, 100, 2}, {0, 6, 100, 1}, {3, 1, 100, 3}, {1, 6, 100, 1},
-		{0, 1, 2, 2}, // never more servers than concurrent slots
+		{0, 1, 100, 1}, {0, 2, 100, 1}, {0, 6, 100, 1}, {3, 1, 100, 3}, {4, 1, 100, 4}, {1, 6, 100, 1},
+		{4, 1, 2, 2}, // never more servers than concurrent slots
 		{8, 2, 4, 2},
 		{0, 6, 3, 1}, // fewer slots than groups: one server per group still
 	} {
